@@ -1,0 +1,1 @@
+"""Lightning callbacks of our own; everything else comes from Lightning itself."""

@@ -1,0 +1,1 @@
+"""Plain nn.Module networks that map images to class logits."""

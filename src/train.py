@@ -1,0 +1,79 @@
+"""Train a classifier from the composed config, then test its best checkpoint.
+
+python src/train.py model=resnet50 optimizer=sgd scheduler=cosine trainer.max_epochs=5
+"""
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor
+from omegaconf import DictConfig, OmegaConf
+
+from src.callbacks.run_config import RunConfigCheckpoint
+from src.utils.instantiators import instantiate_callbacks, instantiate_loggers
+from src.utils.rich_utils import print_confusion_matrix
+from src.utils.run import (
+    apply_extras,
+    keep_file_logs_on_rank_zero,
+    metric_value,
+    report_user_errors,
+)
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the model on the data, test the best checkpoint, and return the logged metrics."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+
+    datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    model: L.LightningModule = hydra.utils.instantiate(
+        cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"), _recursive_=False
+    )
+    loggers = instantiate_loggers(cfg.get("logger"))
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    if not loggers:  # LearningRateMonitor refuses to run without a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    callbacks.append(RunConfigCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+
+    # Lightning unwraps a compiled module for checkpointing, so its checkpoints load uncompiled.
+    fit_model = torch.compile(model) if cfg.get("compile") else model
+    metrics: dict[str, float] = {}
+    if cfg.get("train"):
+        trainer.fit(fit_model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics.update(trainer.callback_metrics)
+
+    if cfg.get("test"):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not best:
+            log.warning("No best checkpoint was saved: testing the current weights.")
+        trainer.test(fit_model, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update(trainer.callback_metrics)
+        if model.confusion_matrix is not None:
+            print_confusion_matrix(
+                model.confusion_matrix,
+                model.hparams.class_names,
+                Path(cfg.paths.output_dir) / "confusion_matrix.csv",
+            )
+        if best:
+            log.info(f"Best checkpoint: {best}")
+    return {k: float(v) for k, v in metrics.items()}
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train.yaml")
+@report_user_errors
+def main(cfg: DictConfig) -> float | None:
+    """Entry point: returns `optimized_metric` for Hydra's sweepers."""
+    keep_file_logs_on_rank_zero()
+    apply_extras(cfg)
+    metrics = train(cfg)
+    return metric_value(metrics, cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

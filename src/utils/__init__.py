@@ -1,0 +1,1 @@
+"""Small helpers the entry points share."""

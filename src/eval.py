@@ -17,7 +17,12 @@ from src.callbacks.run_config import RUN_CONFIG_KEY
 from src.utils.checkpoint import allow_data_overrides, classifier_from_checkpoint, read_checkpoint
 from src.utils.instantiators import instantiate_loggers
 from src.utils.rich_utils import print_confusion_matrix
-from src.utils.run import apply_extras, keep_file_logs_on_rank_zero, report_user_errors
+from src.utils.run import (
+    apply_extras,
+    hydra_errors_on_one_line,
+    keep_file_logs_on_rank_zero,
+    report_user_errors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,4 +60,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv = allow_data_overrides(sys.argv)
-    main()
+    with hydra_errors_on_one_line():
+        main()

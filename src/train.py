@@ -8,7 +8,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,6 +16,7 @@ from src.utils.instantiators import instantiate_callbacks, instantiate_loggers
 from src.utils.rich_utils import print_confusion_matrix
 from src.utils.run import (
     apply_extras,
+    hydra_errors_on_one_line,
     keep_file_logs_on_rank_zero,
     metric_value,
     report_user_errors,
@@ -41,18 +41,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks.append(RunConfigCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
 
-    # Lightning unwraps a compiled module for checkpointing, so its checkpoints load uncompiled.
-    fit_model = torch.compile(model) if cfg.get("compile") else model
     metrics: dict[str, float] = {}
     if cfg.get("train"):
-        trainer.fit(fit_model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics.update(trainer.callback_metrics)
 
     if cfg.get("test"):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best:
             log.warning("No best checkpoint was saved: testing the current weights.")
-        trainer.test(fit_model, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(trainer.callback_metrics)
         if model.confusion_matrix is not None:
             print_confusion_matrix(
@@ -76,4 +74,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    with hydra_errors_on_one_line():
+        main()

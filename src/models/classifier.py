@@ -53,6 +53,8 @@ class ImageClassifier(L.LightningModule):
             `interval`, `frequency` and `monitor` go to Lightning. Empty or None for no scheduler.
         class_weights: per-class loss weights, or None.
         label_smoothing: CrossEntropy label smoothing in [0, 1).
+        compile: compile the network with torch.compile for training. It is compiled in place,
+            so checkpoints hold the same keys and load into an uncompiled model.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class ImageClassifier(L.LightningModule):
         class_names: Sequence[str] | None = None,
         class_weights: Sequence[float] | None = None,
         label_smoothing: float = 0.0,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         # save_hyperparameters reads these locals: plain values keep checkpoints loadable with
@@ -120,6 +123,10 @@ class ImageClassifier(L.LightningModule):
             )
         if not 0 <= label_smoothing < 1:
             raise ConfigError(f"model.label_smoothing must lie in [0, 1), got {label_smoothing}")
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.compile and stage == "fit":
+            self.net.compile()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

@@ -1,5 +1,6 @@
 """Rich printing: the composed config as a tree, and the test confusion matrix as a table."""
 
+import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,11 +42,15 @@ def print_confusion_matrix(
     table.add_column("true \\ pred", style="bold")
     for name in class_names:
         table.add_column(str(name), justify="right")
-    rows = matrix.tolist()
-    for name, row in zip(class_names, rows, strict=True):
-        table.add_row(str(name), *(str(int(v)) for v in row))
+    rows = [
+        [str(name), *(str(int(v)) for v in row)]
+        for name, row in zip(class_names, matrix.tolist(), strict=True)
+    ]
+    for row in rows:
+        table.add_row(*row)
     rich.print(table)
     if save_to is not None:
-        lines = [",".join(["true\\pred", *map(str, class_names)])]
-        lines += [",".join([str(n), *(str(int(v)) for v in r)]) for n, r in zip(class_names, rows)]
-        save_to.write_text("\n".join(lines) + "\n")
+        with open(save_to, "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["true\\pred", *map(str, class_names)])
+            writer.writerows(rows)

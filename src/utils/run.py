@@ -1,9 +1,11 @@
 """What every entry point does around its task: extras, one-line user errors, metric lookup."""
 
+import io
 import logging
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -28,13 +30,13 @@ def apply_extras(cfg: DictConfig) -> None:
 
 
 def _remove_empty_run_folder() -> None:
-    """Remove what Hydra wrote for a run that failed before doing anything (its config, log)."""
+    """Remove the folder of a run refused before any work (it holds only config and log)."""
     if not HydraConfig.initialized() or not rank_zero_only.rank == 0:
         return
     folder = Path(HydraConfig.get().runtime.output_dir)
     written = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-    hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log"}
-    if written <= hydra_files:
+    before_work = {".hydra", f"{HydraConfig.get().job.name}.log", "config_tree.log"}
+    if written <= before_work:
         for name in written:
             path = folder / name
             if path.is_dir():
@@ -43,7 +45,66 @@ def _remove_empty_run_folder() -> None:
                 path.rmdir()
             else:
                 path.unlink()
-        folder.rmdir()
+        for empty in (folder, folder.parent, folder.parent.parent):  # <run>, runs/, <task_name>/
+            if any(empty.iterdir()):
+                break
+            empty.rmdir()
+
+
+# Lines of Hydra's composition errors that repeat the first line or point elsewhere.
+HYDRA_NOISE = (
+    "Set the environment variable HYDRA_FULL_ERROR",
+    "full_key:",
+    "object_type=",
+    "Key '",
+)
+_held_stderr: list = []
+
+
+def _one_line(report: str) -> str:
+    """Hydra's several-line composition error as one line; indented lists joined by commas."""
+    parts: list[str] = []
+    for line in report.splitlines():
+        text = line.strip()
+        if text.startswith("Config search path"):
+            break
+        if not text or text.startswith(HYDRA_NOISE):
+            continue
+        if line.startswith("\t") and parts:
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + text
+        else:
+            parts.append(text)
+    return " ".join(p if p[-1] in ".:" else p + "." for p in parts).rstrip(".")
+
+
+@contextmanager
+def hydra_errors_on_one_line() -> Iterator[None]:
+    """Hold stderr back until the task starts; if Hydra exits before (a bad override or
+    option), print its report as one `error:` line. Tracebacks pass through unchanged."""
+    real, held = sys.stderr, io.StringIO()
+    sys.stderr = held
+    _held_stderr.append(real)
+    try:
+        yield
+    except SystemExit as exit:
+        report = held.getvalue()
+        if sys.stderr is held and exit.code and report and "Traceback" not in report:
+            sys.stderr = real
+            print(f"error: {_one_line(report)}", file=real)
+            raise SystemExit(2) from None
+        raise
+    finally:
+        _release_stderr()
+
+
+def _release_stderr() -> None:
+    """Give stderr back to the terminal, with whatever was held meanwhile."""
+    if not _held_stderr:
+        return
+    real = _held_stderr.pop()
+    held, sys.stderr = sys.stderr, real
+    if isinstance(held, io.StringIO):
+        real.write(held.getvalue())
 
 
 def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
@@ -51,6 +112,7 @@ def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfi
 
     @wraps(task)
     def wrapped(cfg: DictConfig) -> Any:
+        _release_stderr()  # the config composed: from here on stderr goes out as written
         try:
             return task(cfg)
         except Exception as exc:

@@ -1,4 +1,4 @@
-"""The classic CIFAR-10 "quick" network: three 5x5 conv + 2x2 max-pool stages, then linear layers."""
+"""The classic CIFAR-10 "quick" network: three 5x5 conv + max-pool stages, then linear layers."""
 
 from collections.abc import Sequence
 

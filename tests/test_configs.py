@@ -64,3 +64,16 @@ def test_every_combination_runs_a_step(train_cfg, model, optimizer, scheduler):
     metrics = train(cfg)
     assert metrics["train/loss"] > 0
     assert "test/acc" in metrics
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["trainer.precision=bf16-mixed"],
+        ["trainer.gradient_clip_val=0.5", "trainer.accumulate_grad_batches=2"],
+        ["trainer.deterministic=true", "seed=0"],
+    ],
+)
+def test_trainer_settings_are_plain_overrides(train_cfg, overrides):
+    metrics = train(train_cfg(*overrides, "debug=fdr", "trainer.detect_anomaly=false"))
+    assert metrics["train/loss"] > 0

@@ -52,3 +52,18 @@ def train_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 def _clear_hydra():
     yield
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Downloads fail as they do without internet, whether or not this machine has it."""
+    import urllib.request
+    from urllib.error import URLError
+
+    import torch.hub
+
+    def refuse(*args, **kwargs):
+        raise URLError("network is unreachable (simulated by the test)")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(torch.hub, "urlopen", refuse)

@@ -43,12 +43,12 @@ def test_pretrained_weights_keep_the_backbone_and_replace_the_head(monkeypatch):
     assert net.model.fc.out_features == 5
 
 
-def test_pretrained_weights_offline_give_one_clear_line(monkeypatch, tmp_path):
+def test_pretrained_weights_offline_give_one_clear_line(monkeypatch, tmp_path, offline):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: it must download
     with pytest.raises(ConfigError) as error:
         ResNet50(num_classes=10, weights="IMAGENET1K_V1")
     message = str(error.value)
-    assert "could not download ResNet50 IMAGENET1K_V1" in message
+    assert "could not download ResNet50 IMAGENET1K_V1 weights (network is unreachable" in message
     assert "model.net.weights=null" in message and "\n" not in message
 
 

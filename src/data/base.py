@@ -1,0 +1,119 @@
+"""The shared base for classification DataModules: loaders, splits, batch size per process."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from src.data.transforms import build_transforms
+from src.utils.errors import ConfigError
+
+
+class TransformedDataset(Dataset):
+    """Apply a transform to the images of another data set, optionally restricted to indices."""
+
+    def __init__(
+        self,
+        source: Dataset,
+        transform: Callable | None,
+        indices: Sequence[int] | None = None,
+    ) -> None:
+        self.source = source
+        self.transform = transform
+        self.indices = list(indices) if indices is not None else None
+
+    def __len__(self) -> int:
+        return len(self.indices) if self.indices is not None else len(self.source)
+
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
+        image, target = self.source[self.indices[i] if self.indices is not None else i]
+        return (self.transform(image) if self.transform else image), target
+
+
+class ClassificationDataModule(L.LightningDataModule):
+    """Loader settings, transforms and the task description shared by every data set.
+
+    Subclasses set `train_set`, `val_set` and `test_set` in `setup` and describe the task with
+    `task`, `num_classes` and `class_names`; the model reads those through the config.
+    """
+
+    task: str = "multiclass"
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: Sequence[str],
+        batch_size: int = 64,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        drop_last: bool = False,
+        split_seed: int = 42,
+        train_transforms: Sequence[Any] | None = None,
+        eval_transforms: Sequence[Any] | None = None,
+        task: str = "multiclass",
+    ) -> None:
+        super().__init__()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size!r}")
+        if num_workers < 0:
+            raise ConfigError(f"data.num_workers must be 0 or more, got {num_workers}")
+        if len(class_names) != num_classes:
+            raise ConfigError(
+                f"data.class_names has {len(class_names)} names but data.num_classes is "
+                f"{num_classes}: make them agree"
+            )
+        if task != self.task:
+            raise ConfigError(f"data.task is {task!r} but this data set is {self.task!r}")
+        self.num_classes = num_classes
+        self.class_names = list(class_names)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.drop_last = drop_last
+        self.split_seed = split_seed
+        self.train_transform = build_transforms(train_transforms)
+        self.eval_transform = build_transforms(eval_transforms)
+        self.batch_size_per_device = batch_size
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Divide the batch size across DDP processes so the global batch stays as configured."""
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world_size:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} does not divide across {world_size} "
+                f"processes: use a multiple of {world_size}"
+            )
+        self.batch_size_per_device = self.batch_size // world_size
+
+    def split_generator(self) -> torch.Generator:
+        """A generator seeded with `split_seed`, so splits never depend on the run's seed."""
+        return torch.Generator().manual_seed(self.split_seed)
+
+    def _loader(self, dataset: Dataset | None, train: bool = False) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size_per_device,
+            shuffle=train,
+            drop_last=self.drop_last and train,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set)

@@ -1,0 +1,72 @@
+"""CIFAR-10 through torchvision: a seeded 45k/5k train/val split and the 10k test set."""
+
+from pathlib import Path
+from typing import Any
+from urllib.error import URLError
+
+import torch
+from torchvision.datasets import CIFAR10
+
+from src.data.base import ClassificationDataModule, TransformedDataset
+from src.utils.errors import ConfigError
+
+ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+
+class CIFAR10DataModule(ClassificationDataModule):
+    """CIFAR-10 from `data_dir/cifar-10-batches-py`, downloaded there first when allowed."""
+
+    def __init__(
+        self, data_dir: str, download: bool = True, val_size: int = 5000, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if not 0 < val_size < 50000:
+            raise ConfigError(f"data.val_size must lie in (0, 50000), got {val_size}")
+        self.data_dir = Path(data_dir)
+        self.download = download
+        self.val_size = val_size
+        if not download and not (self.data_dir / CIFAR10.base_folder).is_dir():
+            raise ConfigError(
+                f"CIFAR-10 is missing: {self.data_dir / CIFAR10.base_folder} does not exist: set "
+                f"data.download=true, or extract {ARCHIVE_URL} into {self.data_dir}"
+            )
+
+    def _load(self, train: bool, download: bool = False) -> CIFAR10:
+        folder = self.data_dir / CIFAR10.base_folder
+        try:
+            return CIFAR10(str(self.data_dir), train=train, download=download)
+        except (URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ConfigError(
+                f"CIFAR-10 is not in {folder} and could not be downloaded ({reason}): download "
+                f"{ARCHIVE_URL} and extract it into {self.data_dir}, or set data.data_dir"
+            ) from exc
+        except RuntimeError as exc:
+            hint = "" if self.download else "set data.download=true, or "
+            raise ConfigError(
+                f"CIFAR-10 is missing or corrupted in {folder}: {hint}extract {ARCHIVE_URL} "
+                f"into {self.data_dir}"
+            ) from exc
+
+    def prepare_data(self) -> None:
+        """Download once (on one process) if the files are not there yet."""
+        if self.download:
+            self._load(train=True, download=True)
+            self._load(train=False, download=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        if self.train_set is not None:
+            return
+        train_full = self._load(train=True)
+        if train_full.classes != self.class_names:
+            raise ConfigError(f"data.class_names must be CIFAR-10's {train_full.classes}")
+        if self.val_size >= len(train_full):
+            raise ConfigError(
+                f"data.val_size={self.val_size} leaves no training images out of {len(train_full)}"
+            )
+        order = torch.randperm(len(train_full), generator=self.split_generator()).tolist()
+        val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+        self.train_set = TransformedDataset(train_full, self.train_transform, train_idx)
+        self.val_set = TransformedDataset(train_full, self.eval_transform, val_idx)
+        self.test_set = TransformedDataset(self._load(train=False), self.eval_transform)

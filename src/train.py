@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.run_config import RunConfigCheckpoint
+from src.utils.checkpoint import existing_checkpoint
 from src.utils.instantiators import instantiate_callbacks, instantiate_loggers
 from src.utils.rich_utils import print_confusion_matrix
 from src.utils.run import (
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model on the data, test the best checkpoint, and return the logged metrics."""
+    if cfg.get("ckpt_path"):
+        existing_checkpoint(cfg.ckpt_path)  # refuse a wrong path now, not after set-up
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 

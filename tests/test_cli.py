@@ -30,6 +30,7 @@ def run_folders(log_dir: Path, task: str = "train") -> list[Path]:
         (["optimizer.lr=-0.1"], "error: bad optimizer settings: Invalid learning rate: -0.1"),
         (["data.batch_size=0"], "error: data.batch_size must be a positive integer, got 0"),
         (["model.label_smoothing=1.5"], "error: model.label_smoothing must lie in [0, 1)"),
+        (["ckpt_path=/nonexistent/last.ckpt"], "error: ckpt_path=/nonexistent/last.ckpt does not"),
         (["data=cifar10", "data.download=false", "data.data_dir=/nonexistent"], "is missing"),
     ],
 )

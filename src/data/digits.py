@@ -1,4 +1,4 @@
-"""scikit-learn's bundled 8x8 handwritten digits as 3x32x32 images: the default that runs anywhere."""
+"""scikit-learn's bundled 8x8 digits as 3x32x32 images: the default data set that runs anywhere."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -41,7 +41,7 @@ class TensorImageDataset(Dataset):
 def stratified_split(
     labels: np.ndarray, fractions: Sequence[float], seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices of a seeded, stratified train/val/test split with the given val and test fractions."""
+    """Indices of a seeded, stratified train/val/test split (val and test fractions given)."""
     val_fraction, test_fraction = fractions
     index = np.arange(len(labels))
     rest, test = train_test_split(
@@ -67,7 +67,9 @@ class DigitsDataModule(ClassificationDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        if not (
+            0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1
+        ):
             raise ConfigError(
                 "data.val_fraction and data.test_fraction must each lie in (0, 1) with a sum "
                 f"below 1, got {val_fraction} and {test_fraction}"

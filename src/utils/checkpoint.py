@@ -14,13 +14,19 @@ from src.utils.errors import ConfigError
 EXAMPLE = "logs/train/runs/<run>/checkpoints/best.ckpt"
 
 
-def read_checkpoint(path: str | Path | None, map_location: str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with torch's safe loader, refusing paths that are not one of ours."""
+def existing_checkpoint(path: str | Path | None) -> Path:
+    """The path of an existing checkpoint file, or a ConfigError saying what to pass."""
     if not path:
         raise ConfigError(f"ckpt_path is not set: pass ckpt_path={EXAMPLE}")
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"ckpt_path={path} does not exist: pass a .ckpt file, e.g. {EXAMPLE}")
+    return path
+
+
+def read_checkpoint(path: str | Path | None, map_location: str = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with torch's safe loader, refusing paths that are not one of ours."""
+    path = existing_checkpoint(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as exc:

@@ -2,6 +2,7 @@
 
 import io
 import logging
+import shutil
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -37,15 +38,8 @@ def _remove_empty_run_folder() -> None:
     written = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
     before_work = {".hydra", f"{HydraConfig.get().job.name}.log", "config_tree.log"}
     if written <= before_work:
-        for name in written:
-            path = folder / name
-            if path.is_dir():
-                for item in path.iterdir():
-                    item.unlink()
-                path.rmdir()
-            else:
-                path.unlink()
-        for empty in (folder, folder.parent, folder.parent.parent):  # <run>, runs/, <task_name>/
+        shutil.rmtree(folder)
+        for empty in (folder.parent, folder.parent.parent):  # runs/, <task_name>/
             if any(empty.iterdir()):
                 break
             empty.rmdir()

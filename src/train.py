@@ -9,7 +9,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.callbacks.run_config import RunConfigCheckpoint
 from src.utils.checkpoint import existing_checkpoint
@@ -34,6 +34,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         L.seed_everything(cfg.seed, workers=True)
 
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    with open_dict(cfg):  # what the data found; the model config reads it by interpolation
+        cfg.data.task = datamodule.task
+        cfg.data.num_classes = datamodule.num_classes
+        cfg.data.class_names = list(datamodule.class_names)
+    apply_extras(cfg)
     model: L.LightningModule = hydra.utils.instantiate(
         cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"), _recursive_=False
     )
@@ -71,7 +76,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     """Entry point: returns `optimized_metric` for Hydra's sweepers."""
     keep_file_logs_on_rank_zero()
-    apply_extras(cfg)
     metrics = train(cfg)
     return metric_value(metrics, cfg.get("optimized_metric"))
 

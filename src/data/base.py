@@ -36,10 +36,11 @@ class ClassificationDataModule(L.LightningDataModule):
     """Loader settings, transforms and the task description shared by every data set.
 
     Subclasses set `train_set`, `val_set` and `test_set` in `setup` and describe the task with
-    `task`, `num_classes` and `class_names`; the model reads those through the config.
+    `task`, `num_classes` and `class_names`; the model reads those through the config. Multi-class
+    targets are class indices; multi-label targets are float multi-hot vectors of num_classes.
     """
 
-    task: str = "multiclass"
+    supported_tasks: tuple[str, ...] = ("multiclass",)
 
     def __init__(
         self,
@@ -65,8 +66,10 @@ class ClassificationDataModule(L.LightningDataModule):
                 f"data.class_names has {len(class_names)} names but data.num_classes is "
                 f"{num_classes}: make them agree"
             )
-        if task != self.task:
-            raise ConfigError(f"data.task is {task!r} but this data set is {self.task!r}")
+        if task not in self.supported_tasks:
+            choices = " or ".join(self.supported_tasks)
+            raise ConfigError(f"data.task={task!r} does not fit this data set: use {choices}")
+        self.task = task
         self.num_classes = num_classes
         self.class_names = list(class_names)
         self.batch_size = batch_size
@@ -91,6 +94,10 @@ class ClassificationDataModule(L.LightningDataModule):
                 f"processes: use a multiple of {world_size}"
             )
         self.batch_size_per_device = self.batch_size // world_size
+
+    def train_targets(self) -> torch.Tensor:
+        """Targets of the training split, (N,) indices or (N, C) multi-hot, for pos_weight=auto."""
+        raise NotImplementedError(f"{type(self).__name__} does not list its training targets")
 
     def split_generator(self) -> torch.Generator:
         """A generator seeded with `split_seed`, so splits never depend on the run's seed."""

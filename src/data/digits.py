@@ -25,7 +25,8 @@ def load_digit_images(image_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]
 
 
 class TensorImageDataset(Dataset):
-    """Images held in one uint8 tensor, returned as tv_tensors.Image with an integer label."""
+    """Images held in one uint8 tensor, returned as tv_tensors.Image with their target: an integer
+    class for (N,) targets, a float multi-hot vector for (N, C) targets."""
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
         self.images = images
@@ -34,8 +35,9 @@ class TensorImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
-    def __getitem__(self, i: int) -> tuple[Any, int]:
-        return tv_tensors.Image(self.images[i]), int(self.targets[i])
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
+        target = self.targets[i]
+        return tv_tensors.Image(self.images[i]), int(target) if target.ndim == 0 else target
 
 
 def stratified_split(
@@ -84,9 +86,15 @@ class DigitsDataModule(ClassificationDataModule):
             return
         images, labels = load_digit_images(self.image_size)
         source = TensorImageDataset(images, labels)
-        train, val, test = stratified_split(
-            labels.numpy(), (self.val_fraction, self.test_fraction), self.split_seed
-        )
+        train, val, test = self.split_indices()
         self.train_set = TransformedDataset(source, self.train_transform, train)
         self.val_set = TransformedDataset(source, self.eval_transform, val)
         self.test_set = TransformedDataset(source, self.eval_transform, test)
+
+    def split_indices(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Indices into the 1,797 digits of the train, val and test splits."""
+        fractions = (self.val_fraction, self.test_fraction)
+        return stratified_split(load_digits().target, fractions, self.split_seed)
+
+    def train_targets(self) -> torch.Tensor:
+        return torch.from_numpy(load_digits().target[self.split_indices()[0]]).long()

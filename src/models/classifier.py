@@ -5,19 +5,16 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor, nn
-from torchmetrics import MaxMetric, MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-)
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassConfusionMatrix
 
+from src.models.tasks import BEST_METRIC, TASKS, per_class_metrics, probabilities, task_metrics
 from src.utils.errors import ConfigError
 
-TASKS = ("multiclass",)
 # Keys of a scheduler config that are Lightning's settings, not the scheduler's arguments.
 SCHEDULER_LIGHTNING_KEYS = ("interval", "frequency", "monitor")
 
@@ -29,30 +26,23 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def multiclass_metrics(num_classes: int) -> MetricCollection:
-    """Top-1 accuracy, macro F1 and, with more than five classes, top-5 accuracy."""
-    metrics = {
-        "acc": MulticlassAccuracy(num_classes, average="micro"),
-        "f1": MulticlassF1Score(num_classes, average="macro"),
-    }
-    if num_classes > 5:
-        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-    return MetricCollection(metrics)
-
-
 class ImageClassifier(L.LightningModule):
-    """Classify images with `net`; the task (from the data) picks the loss and the metrics.
+    """Classify images with `net`; the task (from the data) picks the loss, metrics and predictions.
 
     Args:
         net: Hydra config of the network; `num_classes` is passed to it.
-        num_classes: number of classes, from the data.
-        task: "multiclass", from the data.
-        class_names: names of the classes, from the data; stored in checkpoints.
+        num_classes: number of classes (labels), from the data.
         optimizer: Hydra config of a `_partial_` optimizer, called with the trainable parameters.
         scheduler: Hydra config of a `_partial_` LR scheduler, called with the optimizer; its keys
             `interval`, `frequency` and `monitor` go to Lightning. Empty or None for no scheduler.
-        class_weights: per-class loss weights, or None.
-        label_smoothing: CrossEntropy label smoothing in [0, 1).
+        task: "multiclass" (CrossEntropy, argmax) or "multilabel" (BCEWithLogits, sigmoid >
+            threshold), from the data.
+        class_names: names of the classes, from the data; stored in checkpoints.
+        class_weights: multi-class: per-class CrossEntropy weights, or None.
+        label_smoothing: multi-class: CrossEntropy label smoothing in [0, 1).
+        pos_weight: multi-label: per-label weight of positives in BCEWithLogits, a list, "auto"
+            (negatives / positives of each label in the training data, found when fitting) or None.
+        threshold: multi-label: probability above which a label is predicted.
         compile: compile the network with torch.compile for training. It is compiled in place,
             so checkpoints hold the same keys and load into an uncompiled model.
     """
@@ -67,18 +57,20 @@ class ImageClassifier(L.LightningModule):
         class_names: Sequence[str] | None = None,
         class_weights: Sequence[float] | None = None,
         label_smoothing: float = 0.0,
+        pos_weight: Sequence[float] | str | None = None,
+        threshold: float = 0.5,
         compile: bool = False,
     ) -> None:
         super().__init__()
         # save_hyperparameters reads these locals: plain values keep checkpoints loadable with
         # torch.load(weights_only=True), which refuses pickled OmegaConf objects.
-        net, optimizer, scheduler, class_names, class_weights = (
-            to_plain(v) for v in (net, optimizer, scheduler, class_names, class_weights)
+        net, optimizer, scheduler, class_names, class_weights, pos_weight = (
+            to_plain(v) for v in (net, optimizer, scheduler, class_names, class_weights, pos_weight)
         )
         if class_names is None:
             class_names = [str(i) for i in range(num_classes)]
         self.save_hyperparameters()
-        self._check_task(task, num_classes, class_names, class_weights, label_smoothing)
+        self._check_settings()
 
         self.net = instantiate({"num_classes": num_classes, **net})
         width = getattr(self.net, "num_classes", num_classes)
@@ -89,44 +81,66 @@ class ImageClassifier(L.LightningModule):
             )
         weight = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+        # Kept in checkpoints, so a weight found from the data ("auto") is reloaded with the model.
+        positives = pos_weight if isinstance(pos_weight, list) else [1.0] * num_classes
+        self.register_buffer("pos_weight", torch.tensor(positives, dtype=torch.float))
 
-        metrics = multiclass_metrics(num_classes)
+        metrics = task_metrics(task, num_classes, threshold)
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        self.val_acc_best = MaxMetric()
-        self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run remembers it
-        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.best_metric = BEST_METRIC[task]
+        self.val_best = MaxMetric()
+        self.val_best.persistent(True)  # kept in checkpoints, so a resumed run remembers it
+        self.test_confusion = (
+            MulticlassConfusionMatrix(num_classes) if task == "multiclass" else None
+        )
+        self.test_per_class = (
+            per_class_metrics(num_classes, threshold) if task == "multilabel" else None
+        )
         self.confusion_matrix: Tensor | None = None
 
         self.configure_optimizers()  # refuse bad optimizer or scheduler settings now, not mid-run
 
-    @staticmethod
-    def _check_task(
-        task: str,
-        num_classes: int,
-        class_names: Sequence[str],
-        class_weights: Sequence[float] | None,
-        label_smoothing: float,
-    ) -> None:
-        if task not in TASKS:
-            raise ConfigError(f"model.task={task!r} is not supported: use one of {TASKS}")
-        if num_classes < 2:
-            raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
-        if len(class_names) != num_classes:
-            raise ConfigError(f"{len(class_names)} class names given for {num_classes} classes")
-        if class_weights is not None and (
-            len(class_weights) != num_classes or min(class_weights) < 0
-        ):
-            raise ConfigError(
-                f"model.class_weights needs {num_classes} non-negative numbers, got {class_weights}"
-            )
-        if not 0 <= label_smoothing < 1:
-            raise ConfigError(f"model.label_smoothing must lie in [0, 1), got {label_smoothing}")
+    def _check_settings(self) -> None:
+        hp = self.hparams
+        if hp.task not in TASKS:
+            raise ConfigError(f"model.task={hp.task!r} is not supported: use one of {TASKS}")
+        if hp.num_classes < 2:
+            raise ConfigError(f"num_classes must be at least 2, got {hp.num_classes}")
+        if len(hp.class_names) != hp.num_classes:
+            raise ConfigError(f"{len(hp.class_names)} class names for {hp.num_classes} classes")
+        for name, values in (("class_weights", hp.class_weights), ("pos_weight", hp.pos_weight)):
+            if isinstance(values, list) and (len(values) != hp.num_classes or min(values) < 0):
+                raise ConfigError(
+                    f"model.{name} needs {hp.num_classes} non-negative numbers, got {values}"
+                )
+        if not 0 <= hp.label_smoothing < 1:
+            raise ConfigError(f"model.label_smoothing must lie in [0, 1), got {hp.label_smoothing}")
+        if not 0 < hp.threshold < 1:
+            raise ConfigError(f"model.threshold must lie in (0, 1), got {hp.threshold}")
+        if isinstance(hp.pos_weight, str) and hp.pos_weight != "auto":
+            raise ConfigError(f"model.pos_weight={hp.pos_weight!r}: use a list, auto or null")
+        other = {
+            "multiclass": ("pos_weight", hp.pos_weight),
+            "multilabel": ("class_weights", hp.class_weights),
+        }
+        name, value = other[hp.task]
+        if value is not None or (hp.task == "multilabel" and hp.label_smoothing):
+            setting = name if value is not None else "label_smoothing"
+            raise ConfigError(f"model.{setting} does not apply to {hp.task} data: set it to null/0")
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.pos_weight == "auto":
+            self.pos_weight.copy_(self._pos_weight_from_data())
         if self.hparams.compile and stage == "fit":
             self.net.compile()
+
+    def _pos_weight_from_data(self) -> Tensor:
+        """Negatives over positives of each label in the training targets."""
+        targets = self.trainer.datamodule.train_targets().float()
+        positives = targets.sum(dim=0)
+        return (len(targets) - positives) / positives.clamp(min=1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -134,37 +148,60 @@ class ImageClassifier(L.LightningModule):
     def _step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         x, y = batch
         logits = self(x)
-        return self.criterion(logits, y), logits, y
+        if self.hparams.task == "multiclass":
+            if y.ndim != 1:
+                raise ConfigError(
+                    "multi-hot targets cannot train a multi-class (CrossEntropy) model: "
+                    "the data is multi-label, set data.task=multilabel"
+                )
+            loss = self.criterion(logits, y)
+        else:
+            loss = F.binary_cross_entropy_with_logits(logits, y.float(), pos_weight=self.pos_weight)
+        return loss, probabilities(self.hparams.task, logits), y
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss, logits, y = self._step(batch)
-        self.train_metrics.update(logits, y)
+        loss, probs, y = self._step(batch)
+        self.train_metrics.update(probs, y.long())
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        loss, logits, y = self._step(batch)
-        self.val_metrics.update(logits, y)
+        loss, probs, y = self._step(batch)
+        self.val_metrics.update(probs, y.long())
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:  # the sanity check's few batches are no real result
             return
-        self.val_acc_best.update(self.val_metrics["acc"].compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        self.val_best.update(self.val_metrics[self.best_metric].compute())
+        self.log(f"val/{self.best_metric}_best", self.val_best.compute(), prog_bar=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        loss, logits, y = self._step(batch)
-        self.test_metrics.update(logits, y)
-        self.test_confusion.update(logits, y)
+        loss, probs, y = self._step(batch)
+        self.test_metrics.update(probs, y.long())
+        if self.test_confusion is not None:
+            self.test_confusion.update(probs, y)
+        if self.test_per_class is not None:
+            self.test_per_class.update(probs, y.long())
         self.log("test/loss", loss, on_epoch=True, sync_dist=True)
         self.log_dict(self.test_metrics, on_epoch=True)
 
     def on_test_epoch_end(self) -> None:
-        self.confusion_matrix = self.test_confusion.compute().cpu()
-        self.test_confusion.reset()
+        if self.test_confusion is not None:
+            self.confusion_matrix = self.test_confusion.compute().cpu()
+            self.test_confusion.reset()
+        if self.test_per_class is not None:
+            for metric, values in self.test_per_class.compute().items():
+                for name, value in zip(self.hparams.class_names, values, strict=True):
+                    self.log(f"test/{metric}_{name}", value)
+            self.test_per_class.reset()
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """Class probabilities of a batch of images (or of (images, anything) pairs)."""
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        return probabilities(self.hparams.task, self(images))
 
     def configure_optimizers(self) -> Any:
         """Build the optimizer (and scheduler) from their partial configs."""

@@ -1,0 +1,86 @@
+"""Multi-label digits: 32x32 canvases of a 2x2 grid, each cell empty or holding a real digit."""
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from src.data.base import ClassificationDataModule, TransformedDataset
+from src.data.digits import TensorImageDataset, load_digit_images, stratified_split
+from src.utils.errors import ConfigError
+
+CELL = 16  # each of the 2x2 cells holds one 16x16 digit
+
+
+def make_canvases(
+    digits: torch.Tensor, labels: torch.Tensor, count: int, fill: float, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` canvases (N, 3, 32, 32) uint8 and their multi-hot targets (N, 10): each cell holds a
+    digit drawn from `digits` with probability `fill`, else stays empty."""
+    occupied = torch.from_numpy(rng.random((count, 4)) < fill)
+    drawn = torch.from_numpy(rng.integers(0, len(digits), (count, 4)))
+    canvases = torch.zeros(count, 3, 2 * CELL, 2 * CELL, dtype=torch.uint8)
+    targets = torch.zeros(count, 10)
+    for cell in range(4):
+        row, col = divmod(cell, 2)
+        filled = occupied[:, cell].nonzero().squeeze(1)
+        chosen = drawn[filled, cell]
+        region = (slice(row * CELL, (row + 1) * CELL), slice(col * CELL, (col + 1) * CELL))
+        canvases[filled, :, region[0], region[1]] = digits[chosen]
+        targets[filled, labels[chosen]] = 1.0
+    return canvases, targets
+
+
+class DigitsMultilabelDataModule(ClassificationDataModule):
+    """Canvases of scikit-learn's digits; the target is the set of digits present (10 labels).
+
+    The digit images are first split (stratified, seeded) into train/val/test pools, and each
+    split's canvases are drawn only from its own pool, so no digit image appears in two splits.
+    Everything is seeded by `split_seed`: the same settings give the same canvases anywhere.
+    """
+
+    supported_tasks = ("multilabel",)
+
+    def __init__(
+        self,
+        train_size: int = 6000,
+        val_size: int = 1000,
+        test_size: int = 1000,
+        fill_probability: float = 0.6,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not 0 < fill_probability <= 1:
+            raise ConfigError(f"data.fill_probability must lie in (0, 1], got {fill_probability}")
+        if min(train_size, val_size, test_size) < 1:
+            raise ConfigError("data.train_size, data.val_size and data.test_size must be positive")
+        self.sizes = (train_size, val_size, test_size)
+        self.fill_probability = fill_probability
+        self.fractions = (val_fraction, test_fraction)
+        self._canvases: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def canvases(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(images, targets) of the train, val and test splits, made once."""
+        if self._canvases is None:
+            digits, labels = load_digit_images(CELL)
+            pools = stratified_split(labels.numpy(), self.fractions, self.split_seed)
+            rng = np.random.default_rng(self.split_seed)
+            self._canvases = [
+                make_canvases(digits[pool], labels[pool], size, self.fill_probability, rng)
+                for pool, size in zip(pools, self.sizes, strict=True)
+            ]
+        return self._canvases
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        if self.train_set is not None:
+            return
+        (train, val, test) = [TensorImageDataset(*split) for split in self.canvases()]
+        self.train_set = TransformedDataset(train, self.train_transform)
+        self.val_set = TransformedDataset(val, self.eval_transform)
+        self.test_set = TransformedDataset(test, self.eval_transform)
+
+    def train_targets(self) -> torch.Tensor:
+        return self.canvases()[0][1]

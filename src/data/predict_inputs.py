@@ -1,0 +1,45 @@
+"""The images predict reads: one file, a folder searched recursively, or a glob."""
+
+import glob
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from src.data.image_folder import IMAGE_EXTENSIONS, list_images, load_rgb_image
+from src.utils.errors import ConfigError
+
+
+def find_images(spec: str | None) -> list[Path]:
+    """Image files named by `spec`: a file, a folder (recursively) or a glob such as a/**/*.jpg."""
+    if not spec:
+        raise ConfigError("input is not set: pass input=IMAGE, input=FOLDER or input='GLOB'")
+    path = Path(spec)
+    if path.is_file():
+        found = [path]
+    elif path.is_dir():
+        found = list_images(path)
+    else:
+        found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+    images = [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not images:
+        raise ConfigError(
+            f"input={spec} holds no images ({', '.join(IMAGE_EXTENSIONS)}): pass an image, "
+            "a folder of images or a glob"
+        )
+    return images
+
+
+class ImagePathDataset(Dataset):
+    """The images at `paths`, read as RGB and passed through `transform`."""
+
+    def __init__(self, paths: list[Path], transform: Callable[[Any], Any]) -> None:
+        self.paths = paths
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.transform(load_rgb_image(self.paths[i]))

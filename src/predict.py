@@ -1,0 +1,135 @@
+"""Predict classes of new images with a trained checkpoint, into predictions.csv (or .json).
+
+    python src/predict.py ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt input=photos/
+
+The checkpoint alone supplies the model, the class names, the task and the evaluation transforms.
+"""
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from src.callbacks.run_config import RUN_CONFIG_KEY
+from src.data.predict_inputs import ImagePathDataset, find_images
+from src.data.transforms import build_transforms
+from src.utils.checkpoint import classifier_from_checkpoint, read_checkpoint
+from src.utils.errors import ConfigError
+from src.utils.run import (
+    apply_extras,
+    hydra_errors_on_one_line,
+    keep_file_logs_on_rank_zero,
+    report_user_errors,
+)
+
+log = logging.getLogger(__name__)
+FORMATS = ("csv", "json")
+
+
+def prediction_records(
+    paths: Sequence[Path],
+    probs: Tensor,
+    class_names: Sequence[str],
+    task: str,
+    top_k: int,
+    threshold: float,
+) -> list[dict[str, Any]]:
+    """One record per image: the top-k classes (multi-class) or the labels above threshold and
+    every label's probability (multi-label)."""
+    records = []
+    for path, p in zip(paths, probs.tolist(), strict=True):
+        if task == "multiclass":
+            order = sorted(range(len(p)), key=lambda c: -p[c])[:top_k]
+            top = [{"class": class_names[c], "probability": p[c]} for c in order]
+            records.append({"path": str(path), "top_k": top})
+        else:
+            labels = [name for name, q in zip(class_names, p, strict=True) if q > threshold]
+            probabilities = dict(zip(class_names, p, strict=True))
+            records.append({"path": str(path), "labels": labels, "probabilities": probabilities})
+    return records
+
+
+def csv_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows: path, class_1, probability_1, ... or path, labels, p_<label>, ..."""
+    if "top_k" in records[0]:
+        k = len(records[0]["top_k"])
+        header = ["path"] + [f"{col}_{i}" for i in range(1, k + 1) for col in ("class", "prob")]
+        rows = [
+            [r["path"]] + [v for t in r["top_k"] for v in (t["class"], f"{t['probability']:.6f}")]
+            for r in records
+        ]
+        return header, rows
+    names = list(records[0]["probabilities"])
+    header = ["path", "labels"] + [f"p_{name}" for name in names]
+    rows = [
+        [r["path"], " ".join(r["labels"])] + [f"{r['probabilities'][n]:.6f}" for n in names]
+        for r in records
+    ]
+    return header, rows
+
+
+def write_records(records: list[dict[str, Any]], path: Path) -> None:
+    """Write CSV or JSON (by the file's suffix) through a temporary file, so no half file stays."""
+    partial = path.with_suffix(path.suffix + ".partial")
+    with open(partial, "w", newline="") as file:
+        if path.suffix == ".json":
+            json.dump(records, file, indent=1)
+        else:
+            header, rows = csv_rows(records)
+            writer = csv.writer(file)
+            writer.writerow(header)
+            writer.writerows(rows)
+    os.replace(partial, path)
+
+
+def predict(cfg: DictConfig) -> Path:
+    """Predict every image of `input` and write the predictions into the run folder."""
+    if cfg.output_format not in FORMATS:
+        raise ConfigError(f"output_format={cfg.output_format} is not one of {FORMATS}")
+    if cfg.top_k < 1:
+        raise ConfigError(f"top_k must be 1 or more, got {cfg.top_k}")
+    checkpoint = read_checkpoint(cfg.get("ckpt_path"), map_location="cpu")
+    images = find_images(cfg.get("input"))
+    model = classifier_from_checkpoint(checkpoint)
+    transform = build_transforms(checkpoint[RUN_CONFIG_KEY]["data"]["eval_transforms"])
+    loader = DataLoader(
+        ImagePathDataset(images, transform),
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+    )
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False)
+    probs = torch.cat([batch.float().cpu() for batch in trainer.predict(model, loader)])
+
+    hp = model.hparams
+    threshold = cfg.threshold if cfg.get("threshold") is not None else hp.threshold
+    records = prediction_records(
+        images, probs, hp.class_names, hp.task, min(cfg.top_k, hp.num_classes), threshold
+    )
+    path = Path(cfg.paths.output_dir) / f"predictions.{cfg.output_format}"
+    write_records(records, path)
+    log.info(f"Wrote {len(records)} predictions to {path}")
+    return path
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="predict.yaml")
+@report_user_errors
+def main(cfg: DictConfig) -> None:
+    """Entry point."""
+    keep_file_logs_on_rank_zero()
+    apply_extras(cfg)
+    predict(cfg)
+
+
+if __name__ == "__main__":
+    with hydra_errors_on_one_line():
+        main()

@@ -41,9 +41,11 @@ def write_digits(out: Path) -> int:
     return len(images)
 
 
-def write_digits_multilabel(out: Path) -> int:
-    """The canvases of `data=digits_multilabel` as out/images/*.png, labels.csv, classes.txt."""
-    module = DigitsMultilabelDataModule(num_classes=10, class_names=CLASSES, task="multilabel")
+def write_digits_multilabel(out: Path, module: DigitsMultilabelDataModule | None = None) -> int:
+    """The canvases of `data=digits_multilabel` (or of `module`) as out/images/*.png, labels.csv
+    and classes.txt."""
+    if module is None:
+        module = DigitsMultilabelDataModule(num_classes=10, class_names=CLASSES, task="multilabel")
     rows = []
     for split, (images, targets) in zip(SPLITS, module.canvases(), strict=True):
         for n, (image, target) in enumerate(zip(images, targets, strict=True)):

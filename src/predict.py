@@ -80,6 +80,7 @@ def csv_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]
 
 def write_records(records: list[dict[str, Any]], path: Path) -> None:
     """Write CSV or JSON (by the file's suffix) through a temporary file, so no half file stays."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(path.suffix + ".partial")
     with open(partial, "w", newline="") as file:
         if path.suffix == ".json":

@@ -26,6 +26,7 @@ def test_head_wider_or_narrower_than_the_data_is_refused(train_cfg):
         ("model.class_weights=[1,2]", "model.class_weights needs 10 non-negative numbers"),
         ("model.task=regression", "model.task='regression' is not supported"),
         ("optimizer.weight_decay=-1", "bad optimizer settings"),
+        ("model.pos_weight=auto", "model.pos_weight applies to multi-label data"),
         ("scheduler=step", None),
     ],
 )

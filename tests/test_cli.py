@@ -31,6 +31,8 @@ def run_folders(log_dir: Path, task: str = "train") -> list[Path]:
         (["data.batch_size=0"], "error: data.batch_size must be a positive integer, got 0"),
         (["model.label_smoothing=1.5"], "error: model.label_smoothing must lie in [0, 1)"),
         (["ckpt_path=/nonexistent/last.ckpt"], "error: ckpt_path=/nonexistent/last.ckpt does not"),
+        (["data=image_folder"], "error: data.root is required"),
+        (["data=image_folder", "data.root=/no/such/folder"], "data.root=/no/such/folder is not a"),
         (["data=cifar10", "data.download=false", "data.data_dir=/nonexistent"], "is missing"),
     ],
 )
@@ -133,3 +135,20 @@ def test_a_compiled_model_checkpoint_loads_uncompiled(tmp_path):
     assert not any("_orig_mod" in key for key in checkpoint["state_dict"])
     model = classifier_from_checkpoint(checkpoint).eval()
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_a_truncated_image_stops_the_run_before_anything_is_written(tmp_path):
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (16, 16), (40 * i, 0, 0)).save(tmp_path / "images" / name / f"{i}.jpg")
+    broken = tmp_path / "images" / "b" / "5.jpg"
+    broken.write_bytes(broken.read_bytes()[:100])
+    logs = tmp_path / "logs"
+    result = run("train", "data=image_folder", f"data.root={tmp_path / 'images'}", log_dir=logs)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(broken) in errors[0] and "skip_bad_images" in errors[0]
+    assert not (logs / "train").exists()

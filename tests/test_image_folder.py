@@ -12,7 +12,8 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from src.data.image_folder import ImageFolderDataModule, load_rgb_image
+from src.data.image_folder import ImageFolderDataModule
+from src.data.images import load_rgb_image
 from src.utils.errors import ConfigError
 
 

@@ -7,15 +7,12 @@ decoded, when the module is built, so the classes are known before the model is 
 stops the run before training starts.
 """
 
-import csv
-import json
 import logging
 import os
-import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,73 +21,11 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from src.data.base import ClassificationDataModule, TransformedDataset
+from src.data.images import IMAGE_EXTENSIONS, image_problem, is_hidden, list_images, load_rgb_image
+from src.data.labels_file import SPLITS, Sample, scan_labels_file
 from src.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (
-    ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm",
-)  # fmt: skip
-SPLITS = ("train", "val", "test")
-LABEL_SEPARATORS = re.compile(r"[;\s]+")
-
-
-class Sample(NamedTuple):
-    """One image: its file, its class indices and the split the data puts it in (None: any)."""
-
-    path: Path
-    labels: tuple[int, ...]
-    split: str | None = None
-
-
-class Row(NamedTuple):
-    """One entry of a labels file, as written there."""
-
-    where: str  # "row 3", for messages
-    path: str
-    labels: list[str]
-    split: str | None
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """A copy of the image in RGB, whatever its mode (L, P, RGBA, CMYK, I;16, ...)."""
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")  # PIL warns on palette transparency converted straight to RGB
-    return image.convert("RGB")
-
-
-def load_rgb_image(path: str | Path) -> Image.Image:
-    """Read an image file as an RGB PIL image."""
-    with Image.open(path) as image:
-        return to_rgb(image)
-
-
-def image_problem(path: Path) -> str | None:
-    """Why the file does not decode as an image (not an image, truncated, ...), or None."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except Exception as exc:  # PIL raises many types for broken files (OSError, SyntaxError, ...)
-        return " ".join(str(exc).replace(f" '{path}'", "").split()) or type(exc).__name__
-    return None
-
-
-def is_hidden(name: str) -> bool:
-    """Whether a file or folder name is hidden: .ipynb_checkpoints, macOS's ._ files, ..."""
-    return name.startswith(".")
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files under folder, recursively, by extension, in sorted order."""
-    found = []
-    for parent, subfolders, files in os.walk(folder, followlinks=True):
-        subfolders[:] = [name for name in subfolders if not is_hidden(name)]
-        found += [
-            Path(parent, name)
-            for name in files
-            if not is_hidden(name) and Path(name).suffix.lower() in IMAGE_EXTENSIONS
-        ]
-    return sorted(found)
 
 
 def class_folders(folder: Path) -> list[Path]:
@@ -138,129 +73,6 @@ def find_file(value: str, root: Path, key: str) -> Path:
     raise ConfigError(
         f"{key}={value} is not a file (looked as given and under data.root={root}): fix the path"
     )
-
-
-def parse_labels(cell: str) -> list[str]:
-    """Labels in a cell separated by spaces or semicolons; an empty cell has none."""
-    return [label for label in LABEL_SEPARATORS.split(cell.strip()) if label]
-
-
-def read_csv_rows(file: Path) -> list[Row]:
-    """The rows of a CSV labels file with `path`, `labels` and optional `split` columns."""
-    try:
-        with open(file, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [name.strip() for name in reader.fieldnames or []]
-            if "path" not in columns or "labels" not in columns:
-                raise ConfigError(
-                    f"{file} has columns {columns}: it needs a header row with 'path' and "
-                    "'labels' columns (and optionally 'split')"
-                )
-            reader.fieldnames = columns
-            split_column = "split" in columns
-            return [
-                Row(
-                    f"row {n}",
-                    (record["path"] or "").strip(),
-                    parse_labels(record["labels"] or ""),
-                    (record["split"] or "").strip().lower() if split_column else None,
-                )
-                for n, record in enumerate(reader, start=1)
-            ]
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file} is not a readable UTF-8 CSV file ({exc}): fix it") from exc
-
-
-def read_json_rows(file: Path) -> list[Row]:
-    """The entries of a JSON labels file: a list of {"path", "labels", optional "split"}."""
-    try:
-        items = json.loads(file.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file} is not valid JSON ({exc}): fix it") from exc
-    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-        raise ConfigError(
-            f'{file} must hold a list of objects like {{"path": "a.jpg", "labels": ["cat"]}}'
-        )
-    rows = []
-    for n, item in enumerate(items, start=1):
-        labels = item.get("labels")
-        if isinstance(labels, str):
-            labels = parse_labels(labels)
-        elif isinstance(labels, list):
-            labels = [str(label).strip() for label in labels if str(label).strip()]
-        else:
-            raise ConfigError(
-                f"{file} row {n} has labels {labels!r}: give a list or a string of labels "
-                "(an empty list means no label)"
-            )
-        split = item.get("split")
-        split = str(split).strip().lower() if split is not None else None
-        rows.append(Row(f"row {n}", str(item.get("path") or "").strip(), labels, split))
-    return rows
-
-
-def read_classes_file(file: Path) -> list[str]:
-    """Class names, one a line; blank lines are ignored."""
-    classes = [line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines()]
-    classes = [name for name in classes if name]
-    if not classes:
-        raise ConfigError(f"{file} lists no classes: write one class name a line")
-    if len(set(classes)) < len(classes):
-        twice = next(name for name in classes if classes.count(name) > 1)
-        raise ConfigError(f"{file} lists the class {twice!r} twice: keep one")
-    return classes
-
-
-def scan_labels_file(
-    file: Path, classes_file: Path | None, task: str
-) -> tuple[list[str], list[Sample]]:
-    """Classes and images of a CSV/JSON labels file, checked row by row."""
-    rows = read_json_rows(file) if file.suffix.lower() == ".json" else read_csv_rows(file)
-    if not rows:
-        raise ConfigError(f"{file} lists no images: add rows with a path and labels")
-    if any(row.split is not None for row in rows):
-        for row in rows:
-            if row.split not in SPLITS:
-                raise ConfigError(
-                    f"{file} {row.where} has split {row.split!r}: use train, val or test"
-                )
-    if classes_file is not None:
-        classes = read_classes_file(classes_file)
-    else:
-        classes = sorted({label for row in rows for label in row.labels})
-        if not classes:
-            raise ConfigError(f"{file} has no labels at all: fill in its labels column")
-    index = {name: i for i, name in enumerate(classes)}
-    samples = []
-    for row in rows:
-        if not row.path:
-            raise ConfigError(
-                f"{file} {row.where} has an empty path: fill it in (relative to {file.parent}) "
-                "or remove the row"
-            )
-        path = file.parent / row.path
-        if not path.is_file():
-            raise ConfigError(
-                f"{file} {row.where}: image {path} does not exist: fix the path (relative to "
-                f"{file.parent}) or remove the row"
-            )
-        labels = list(dict.fromkeys(row.labels))
-        if unknown := [label for label in labels if label not in index]:
-            raise ConfigError(
-                f"{file} {row.where} has label {unknown[0]!r}, which is not in {classes_file}: "
-                "add it there or fix the row"
-            )
-        if task == "multiclass" and not labels:
-            raise ConfigError(
-                f"{file} {row.where} has no label: give it one, or use data.task=multilabel"
-            )
-        if task == "multiclass" and len(labels) > 1:
-            raise ConfigError(
-                f"{file} is multi-label ({row.where} has {len(labels)} labels): "
-                "use data.task=multilabel"
-            )
-        samples.append(Sample(path, tuple(index[label] for label in labels), row.split))
-    return classes, samples
 
 
 def class_difference(

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from src.data.image_folder import IMAGE_EXTENSIONS, list_images, load_rgb_image
+from src.data.images import IMAGE_EXTENSIONS, list_images, load_rgb_image
 from src.utils.errors import ConfigError
 
 

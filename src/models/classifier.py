@@ -121,14 +121,14 @@ class ImageClassifier(L.LightningModule):
             raise ConfigError(f"model.threshold must lie in (0, 1), got {hp.threshold}")
         if isinstance(hp.pos_weight, str) and hp.pos_weight != "auto":
             raise ConfigError(f"model.pos_weight={hp.pos_weight!r}: use a list, auto or null")
-        other = {
-            "multiclass": ("pos_weight", hp.pos_weight),
-            "multilabel": ("class_weights", hp.class_weights),
-        }
-        name, value = other[hp.task]
-        if value is not None or (hp.task == "multilabel" and hp.label_smoothing):
-            setting = name if value is not None else "label_smoothing"
-            raise ConfigError(f"model.{setting} does not apply to {hp.task} data: set it to null/0")
+        # a setting of the other task would be silently ignored: refuse it instead
+        if hp.task == "multiclass" and hp.pos_weight is not None:
+            raise ConfigError("model.pos_weight applies to multi-label data: set it to null")
+        if hp.task == "multilabel" and (hp.class_weights is not None or hp.label_smoothing):
+            raise ConfigError(
+                "model.class_weights and model.label_smoothing apply to multi-class data: "
+                "set them to null and 0"
+            )
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.pos_weight == "auto":

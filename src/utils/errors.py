@@ -1,6 +1,7 @@
 """The error type for bad user input, reported as one line instead of a traceback."""
 
 from hydra.errors import InstantiationException
+from omegaconf.errors import MissingMandatoryValue
 
 
 class ConfigError(ValueError):
@@ -12,6 +13,9 @@ def user_error_in(exc: BaseException) -> ConfigError | None:
     while exc is not None:
         if isinstance(exc, ConfigError):
             return exc
+        if isinstance(exc, MissingMandatoryValue):
+            key = exc.full_key or "a required value"
+            return ConfigError(f"{key} is required (it is ??? in the config): pass {key}=...")
         if not isinstance(exc, InstantiationException):
             return None
         exc = exc.__cause__

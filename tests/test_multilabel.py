@@ -1,0 +1,143 @@
+"""Multi-label classification end to end on the embedded multi-label digits."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from src.data.digits import load_digit_images, stratified_split
+from src.eval import evaluate
+from src.train import train
+from src.utils.errors import ConfigError
+from tests.conftest import compose_config
+from tests.helpers import tensorboard_scalars
+
+SMALL = [
+    "data=digits_multilabel",
+    "data.train_size=1500",
+    "data.val_size=300",
+    "data.test_size=300",
+]
+
+
+def test_canvases_are_seeded_and_never_reuse_a_training_digit(train_cfg):
+    first = instantiate(train_cfg(*SMALL).data).canvases()
+    again = instantiate(train_cfg(*SMALL).data).canvases()
+    assert all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        for a, b in zip(first, again, strict=True)
+    )
+    (train_images, train_targets), (val_images, _), (test_images, _) = first
+    assert train_images.shape == (1500, 3, 32, 32) and train_targets.shape == (1500, 10)
+    empty = (train_targets.sum(dim=1) == 0).float().mean()
+    assert 0 < empty < 0.06  # allowed but rare
+
+    digits, labels = load_digit_images(16)
+    train_pool = stratified_split(labels.numpy(), (0.15, 0.15), 42)[0]
+    seen = {digits[i, 0].numpy().tobytes() for i in train_pool}
+    for images in (val_images, test_images):
+        cells = images[:, 0].unfold(1, 16, 16).unfold(2, 16, 16).reshape(-1, 16, 16)
+        for cell in cells[cells.flatten(1).amax(1) > 0]:
+            assert cell.numpy().tobytes() not in seen
+
+
+def test_targets_match_the_digits_drawn(train_cfg):
+    (images, targets), _, _ = instantiate(train_cfg(*SMALL).data).canvases()
+    cells = images[:, 0].unfold(1, 16, 16).unfold(2, 16, 16).reshape(len(images), 4, -1)
+    occupied = (cells.amax(dim=2) > 0).sum(dim=1)
+    assert torch.all(targets.sum(dim=1) <= occupied)  # two cells may hold the same digit
+    assert torch.all((targets.sum(dim=1) == 0) == (occupied == 0))
+
+
+@pytest.fixture(scope="module")
+def multilabel_run(tmp_path_factory) -> tuple[Path, dict[str, float]]:
+    out = tmp_path_factory.mktemp("multilabel")
+    overrides = [
+        *SMALL,
+        "extras.print_config=false",
+        "trainer.max_epochs=3",
+        "model.pos_weight=auto",
+    ]
+    return out, train(compose_config("train.yaml", out, overrides))
+
+
+def test_training_logs_the_multilabel_metrics(multilabel_run):
+    out, metrics = multilabel_run
+    assert metrics["val/map_best"] >= metrics["val/map"] - 1e-9 and metrics["test/map"] > 0.5
+    for name in ["f1", "f1_micro", "hamming", "exact_match"]:
+        assert f"test/{name}" in metrics and f"val/{name}" in metrics
+    for digit in range(10):
+        assert f"test/f1_{digit}" in metrics and f"test/ap_{digit}" in metrics
+    scalars = tensorboard_scalars(out)
+    assert len(scalars["val/map"]) == 3 and len(scalars["val/map_best"]) == 3
+
+
+def test_best_checkpoint_follows_val_map_and_keeps_the_auto_pos_weight(multilabel_run):
+    out, metrics = multilabel_run
+    checkpoint = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    assert checkpoint["run_config"]["monitor"] == "val/map"
+    assert checkpoint["run_config"]["optimized_metric"] == "val/map_best"
+    callback = next(
+        v for k, v in checkpoint["callbacks"].items() if k.startswith("ModelCheckpoint")
+    )
+    assert callback["best_model_score"] == pytest.approx(metrics["val/map_best"])
+
+    targets = instantiate(compose_config("train.yaml", out / "x", SMALL).data).train_targets()
+    expected = (len(targets) - targets.sum(0)) / targets.sum(0)
+    assert torch.allclose(checkpoint["state_dict"]["pos_weight"], expected)
+    assert checkpoint["hyper_parameters"]["pos_weight"] == "auto"
+
+
+def test_eval_reproduces_multilabel_test_metrics(multilabel_run, tmp_path):
+    out, metrics = multilabel_run
+    ckpt = out / "checkpoints" / "best.ckpt"
+    cfg = compose_config("eval.yaml", tmp_path, [f"ckpt_path={ckpt}", "extras.print_config=false"])
+    evaluated = evaluate(cfg)
+    for name in ["test/map", "test/f1", "test/exact_match", "test/ap_7"]:
+        assert evaluated[name] == pytest.approx(metrics[name], abs=1e-6), name
+
+
+def test_multi_hot_targets_with_crossentropy_are_refused(train_cfg):
+    cfg = train_cfg()
+    model = instantiate(
+        cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler, _recursive_=False
+    )
+    batch = (torch.zeros(2, 3, 32, 32), torch.zeros(2, 10))
+    with pytest.raises(ConfigError, match="set data.task=multilabel"):
+        model.training_step(batch, 0)
+
+
+def test_multilabel_data_with_a_multiclass_task_is_refused(train_cfg):
+    with pytest.raises(Exception, match="data.task='multiclass' does not fit"):
+        instantiate(train_cfg(*SMALL, "data.task=multiclass").data)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.pos_weight=[1,2]", "model.pos_weight needs 10 non-negative numbers"),
+        ("model.threshold=1.5", "model.threshold must lie in (0, 1)"),
+        (
+            "model.class_weights=[1,1,1,1,1,1,1,1,1,1]",
+            "model.class_weights and model.label_smoothing apply to multi-class",
+        ),
+    ],
+)
+def test_multilabel_settings_are_checked(train_cfg, override, message):
+    cfg = train_cfg(*SMALL, override)
+    with pytest.raises(Exception) as error:
+        instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler, _recursive_=False)
+    assert message in str(error.value)
+
+
+@pytest.mark.slow
+def test_default_cnn_reaches_097_val_map_on_digits_multilabel(train_cfg):
+    metrics = train(train_cfg("data=digits_multilabel"))
+    assert metrics["val/map_best"] >= 0.97
+
+
+@pytest.mark.slow
+def test_resnet50_runs_an_epoch_of_digits_multilabel(train_cfg):
+    metrics = train(train_cfg(*SMALL, "model=resnet50", "trainer.max_epochs=1"))
+    assert 0 < metrics["test/map"] <= 1

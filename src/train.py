@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.callbacks.run_config import RunConfigCheckpoint
 from src.utils.checkpoint import existing_checkpoint
+from src.utils.errors import ConfigError
 from src.utils.instantiators import instantiate_callbacks, instantiate_loggers
 from src.utils.rich_utils import print_confusion_matrix
 from src.utils.run import (
@@ -42,6 +43,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model: L.LightningModule = hydra.utils.instantiate(
         cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"), _recursive_=False
     )
+    model_task = (model.hparams.task, model.hparams.num_classes)
+    if model_task != (datamodule.task, datamodule.num_classes):
+        raise ConfigError(
+            f"the model is set up for {model_task[0]} with {model_task[1]} classes but the data "
+            f"is {datamodule.task} with {datamodule.num_classes}: drop the model.task and "
+            "model.num_classes overrides, so the model follows the data"
+        )
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger

@@ -32,6 +32,7 @@ def run_folders(log_dir: Path, task: str = "train") -> list[Path]:
         (["model.label_smoothing=1.5"], "error: model.label_smoothing must lie in [0, 1)"),
         (["ckpt_path=/nonexistent/last.ckpt"], "error: ckpt_path=/nonexistent/last.ckpt does not"),
         (["data=image_folder"], "error: data.root is required"),
+        (["data=digits_multilabel", "model.task=multiclass"], "the model is set up for multiclass"),
         (["data=image_folder", "data.root=/no/such/folder"], "data.root=/no/such/folder is not a"),
         (["data=cifar10", "data.download=false", "data.data_dir=/nonexistent"], "is missing"),
     ],

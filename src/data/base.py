@@ -11,6 +11,15 @@ from src.data.transforms import build_transforms
 from src.utils.errors import ConfigError
 
 
+def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Refuse val/test shares that are not each in (0, 1) with a sum below 1."""
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ConfigError(
+            "data.val_fraction and data.test_fraction must each lie in (0, 1) with a sum "
+            f"below 1, got {val_fraction} and {test_fraction}"
+        )
+
+
 class TransformedDataset(Dataset):
     """Apply a transform to the images of another data set, optionally restricted to indices."""
 

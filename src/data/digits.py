@@ -11,8 +11,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from src.data.base import ClassificationDataModule, TransformedDataset
-from src.utils.errors import ConfigError
+from src.data.base import ClassificationDataModule, TransformedDataset, check_split_fractions
 
 
 def load_digit_images(image_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,13 +68,7 @@ class DigitsDataModule(ClassificationDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not (
-            0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1
-        ):
-            raise ConfigError(
-                "data.val_fraction and data.test_fraction must each lie in (0, 1) with a sum "
-                f"below 1, got {val_fraction} and {test_fraction}"
-            )
+        check_split_fractions(val_fraction, test_fraction)
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.image_size = image_size

@@ -20,7 +20,7 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
-from src.data.base import ClassificationDataModule, TransformedDataset
+from src.data.base import ClassificationDataModule, TransformedDataset, check_split_fractions
 from src.data.images import IMAGE_EXTENSIONS, image_problem, is_hidden, list_images, load_rgb_image
 from src.data.labels_file import SPLITS, Sample, scan_labels_file
 from src.utils.errors import ConfigError
@@ -207,13 +207,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         class_names: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not (
-            0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1
-        ):
-            raise ConfigError(
-                "data.val_fraction and data.test_fraction must each lie in (0, 1) with a sum "
-                f"below 1, got {val_fraction} and {test_fraction}"
-            )
+        check_split_fractions(val_fraction, test_fraction)
         root_dir = Path(root)
         if not root_dir.is_dir():
             raise ConfigError(f"data.root={root} is not a folder: point it at your images")

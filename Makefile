@@ -24,12 +24,12 @@ test-full: $(SETUP)  ## every test, slow ones included
 	$(PYTHON) -m pytest -m "slow or not slow" $(ARGS)
 
 format: $(SETUP)  ## format and fix lint with ruff
-	$(PYTHON) -m ruff format src tests scripts
-	$(PYTHON) -m ruff check --fix src tests scripts
+	$(PYTHON) -m ruff format src tests scripts hydra_plugins
+	$(PYTHON) -m ruff check --fix src tests scripts hydra_plugins
 
 lint: $(SETUP)  ## check formatting and lint without changing files
-	$(PYTHON) -m ruff format --check src tests scripts
-	$(PYTHON) -m ruff check src tests scripts
+	$(PYTHON) -m ruff format --check src tests scripts hydra_plugins
+	$(PYTHON) -m ruff check src tests scripts hydra_plugins
 
 tensorboard: $(SETUP)  ## compare runs in TensorBoard (http://localhost:6006)
 	$(VENV)/bin/tensorboard --logdir logs

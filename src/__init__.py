@@ -20,3 +20,25 @@ def _best_metric(task: str | None) -> str:
 
 # configs/train.yaml: `monitor: val/${best_metric:${data.task}}`
 OmegaConf.register_new_resolver("best_metric", _best_metric, replace=True)
+
+
+def _metric_direction(metric: str) -> str:
+    """How a search should move a metric: minimize losses and errors, maximize the rest."""
+    return "minimize" if any(w in metric for w in ("loss", "error")) else "maximize"
+
+
+# configs/hydra/sweeper/optuna.yaml: `direction: ${metric_direction:${optimized_metric}}`
+OmegaConf.register_new_resolver("metric_direction", _metric_direction, replace=True)
+
+
+def _sweep_job_dir(number: int, overrides: str) -> str:
+    """A sweep job's folder name: its number and overrides, e.g. `1_optimizer=sgd,optimizer.lr=0.1`,
+    so TensorBoard's run names say what each run changed (cut at 120 characters)."""
+    kept = ",".join(o for o in overrides.split(",") if o and not o.startswith("~"))
+    name = f"{number}_{kept}" if kept else str(number)
+    return name.replace("/", "-")[:120]
+
+
+# configs/hydra/default.yaml:
+#   `subdir: ${sweep_job_dir:${hydra.job.num},${hydra.job.override_dirname}}`
+OmegaConf.register_new_resolver("sweep_job_dir", _sweep_job_dir, replace=True)

@@ -14,15 +14,18 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src.callbacks.run_config import RunConfigCheckpoint
 from src.utils.checkpoint import existing_checkpoint
 from src.utils.errors import ConfigError
+from src.utils.hparams import flat_hyperparameters
 from src.utils.instantiators import instantiate_callbacks, instantiate_loggers
 from src.utils.rich_utils import print_confusion_matrix
 from src.utils.run import (
     apply_extras,
     hydra_errors_on_one_line,
+    in_multirun,
     keep_file_logs_on_rank_zero,
     metric_value,
     report_user_errors,
 )
+from src.utils.tensorboard_session import TensorBoardSession, how_fit_ended, tensorboard_dir
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
+    with TensorBoardSession(tensorboard_dir(cfg), record_refusals=in_multirun()) as session:
+        return _fit_and_test(cfg, session)
+
+
+def _fit_and_test(cfg: DictConfig, session: TensorBoardSession) -> dict[str, float]:
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
     with open_dict(cfg):  # what the data found; the model config reads it by interpolation
         cfg.data.task = datamodule.task
@@ -56,6 +64,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     callbacks.append(RunConfigCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    session.start(flat_hyperparameters(cfg))
 
     metrics: dict[str, float] = {}
     if cfg.get("train"):
@@ -76,6 +85,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             )
         if best:
             log.info(f"Best checkpoint: {best}")
+    session.end(*how_fit_ended(trainer))
     return {k: float(v) for k, v in metrics.items()}
 
 

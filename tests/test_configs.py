@@ -3,7 +3,9 @@
 import itertools
 
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 from src import PROJECT_ROOT
 from src.train import train
@@ -77,3 +79,51 @@ def test_every_combination_runs_a_step(train_cfg, model, optimizer, scheduler):
 def test_trainer_settings_are_plain_overrides(train_cfg, overrides):
     metrics = train(train_cfg(*overrides, "debug=fdr", "trainer.detect_anomaly=false"))
     assert metrics["train/loss"] > 0
+
+
+def compose_with_hydra(*overrides: str) -> DictConfig:
+    """train.yaml with its hydra node, as the sweepers and launchers receive it."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
+        return compose("train.yaml", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_a_plain_multirun_uses_the_grid_sweeper_and_names_jobs_by_overrides():
+    cfg = compose_with_hydra()
+    assert cfg.hydra.sweeper._target_ == "hydra_plugins.template_sweepers.GridSweeper"
+    assert "optimizer.lr" not in cfg.hydra.job.config.override_dirname.exclude_keys
+    assert "paths.log_dir" in cfg.hydra.job.config.override_dirname.exclude_keys
+
+
+@pytest.mark.parametrize(("data", "direction"), [("digits", "maximize"), ("cifar10", "maximize")])
+def test_the_optuna_search_follows_the_data_and_the_optimized_metric(data, direction):
+    cfg = compose_with_hydra("hparams_search=optuna", f"data={data}")
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_ == "hydra_plugins.template_sweepers.OptunaSweeper"
+    assert sweeper.study_name == f"{data}-cnn" and sweeper.direction == direction
+    assert sweeper.sampler.seed == 42 and "MedianPruner" in sweeper.pruner._target_
+    assert set(sweeper.params) == {
+        "optimizer",
+        "optimizer.lr",
+        "optimizer.weight_decay",
+        "data.batch_size",
+        "scheduler",
+    }
+    assert cfg.hydra.sweep.dir.endswith(f"/train/searches/{data}-cnn")
+    assert cfg.optimized_metric == "val/acc_best"
+    assert cfg.callbacks.optuna_pruning.monitor == "val/acc"
+    losing = compose_with_hydra("hparams_search=optuna", "optimized_metric=val/loss")
+    assert losing.hydra.sweeper.direction == "minimize"
+
+
+def test_the_slurm_launcher_is_submitit_with_our_defaults():
+    cfg = compose_with_hydra("hydra/launcher=slurm", "hydra.launcher.partition=gpu")
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 240)
+    assert launcher.submitit_folder.endswith(".submitit/%j")
+
+
+def test_the_joblib_launcher_runs_jobs_in_parallel():
+    cfg = compose_with_hydra("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+    assert cfg.hydra.launcher.n_jobs == 2

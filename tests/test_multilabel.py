@@ -11,7 +11,7 @@ from src.eval import evaluate
 from src.train import train
 from src.utils.errors import ConfigError
 from tests.conftest import compose_config
-from tests.helpers import tensorboard_scalars
+from tests.helpers import tensorboard_events, tensorboard_scalars
 
 SMALL = [
     "data=digits_multilabel",
@@ -71,6 +71,7 @@ def test_training_logs_the_multilabel_metrics(multilabel_run):
         assert f"test/f1_{digit}" in metrics and f"test/ap_{digit}" in metrics
     scalars = tensorboard_scalars(out)
     assert len(scalars["val/map"]) == 3 and len(scalars["val/map_best"]) == 3
+    assert tensorboard_events(out).Images("test/per_class_ap")  # the AP bars of each label
 
 
 def test_best_checkpoint_follows_val_map_and_keeps_the_auto_pos_weight(multilabel_run):

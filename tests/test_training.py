@@ -8,7 +8,13 @@ import torch
 from src.eval import evaluate
 from src.train import train
 from tests.conftest import compose_config
-from tests.helpers import csv_metric, tensorboard_scalars
+from tests.helpers import (
+    csv_metric,
+    run_status,
+    session_hparams,
+    tensorboard_events,
+    tensorboard_scalars,
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +41,52 @@ def test_tensorboard_holds_the_contract_metric_names(trained):
     for tag in ["train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "val/f1"]:
         assert len(scalars[tag]) == 4, tag
     assert scalars["test/acc"] == [pytest.approx(metrics["test/acc"])]
-    assert "lr-Adam" in scalars
+    assert scalars["train/lr"] == [pytest.approx(1e-3)] * 4
+    assert len(scalars["train/epoch_time"]) == 4 and min(scalars["train/epoch_time"]) > 0
     assert csv_metric(out, "val/acc") == pytest.approx(scalars["val/acc"])
+
+
+def test_tensorboard_compares_runs_by_hyperparameters_and_status(trained):
+    out, _ = trained
+    hparams = session_hparams(out)
+    assert hparams["optimizer.lr"] == 1e-3 and hparams["optimizer._target_"] == "torch.optim.Adam"
+    assert hparams["data.batch_size"] == 64 and hparams["seed"] == 42
+    assert hparams["trainer.precision"] == "32-true"
+    assert hparams["monitor"] == "val/acc" and hparams["optimized_metric"] == "val/acc_best"
+    transforms = hparams["data.train_transforms"]  # the augmentation, compactly
+    assert "RandomAffine(degrees=10, translate=[0.1, 0.1]" in transforms
+    assert "ToDtype(dtype=torch.float32, scale=True)" in transforms
+    recording = ("paths.", "logger.", "extras.", "callbacks.")  # where and how, not what
+    assert not any(key.startswith(recording) for key in hparams)
+    assert "trainer.default_root_dir" not in hparams  # a folder, not a hyperparameter
+    status = run_status(out)
+    assert status[0].startswith("running: pid ") and status[-1] == "finished"
+
+
+def test_tensorboard_shows_augmented_images_and_the_confusion_matrix(trained):
+    out, _ = trained
+    images = tensorboard_events(out).Images
+    grid = images("train/augmented_images")
+    assert len(grid) == 1 and grid[0].width > 100  # 32 images of 32x32, 8 to a row
+    figure = images("test/confusion_matrix")
+    assert len(figure) == 1 and figure[0].encoded_image_string.startswith(b"\x89PNG")
+
+
+def test_histograms_and_graph_are_config_switches(tmp_path):
+    overrides = [
+        "extras.print_config=false",
+        "trainer.max_epochs=1",
+        "callbacks=[default,histograms]",
+        "logger.tensorboard.log_graph=true",
+    ]
+    train(compose_config("train.yaml", tmp_path, overrides))
+    events = tensorboard_events(tmp_path)
+    histograms = events.Tags()["histograms"]
+    assert "weights/net.classifier.0.weight" in histograms or any(
+        h.startswith("weights/net.") for h in histograms
+    )
+    assert any(h.startswith("gradients/net.") for h in histograms)
+    assert events.Tags()["graph"]
 
 
 def test_checkpoints_load_with_torch_safe_loader(trained):

@@ -98,7 +98,8 @@ class ImageClassifier(L.LightningModule):
         self.test_per_class = (
             per_class_metrics(num_classes, threshold) if task == "multilabel" else None
         )
-        self.confusion_matrix: Tensor | None = None
+        self.confusion_matrix: Tensor | None = None  # multi-class test results, for reports
+        self.per_class_scores: dict[str, Tensor] = {}  # multi-label test results: f1, ap
 
         self.configure_optimizers()  # refuse bad optimizer or scheduler settings now, not mid-run
 
@@ -131,6 +132,11 @@ class ImageClassifier(L.LightningModule):
             )
 
     def setup(self, stage: str) -> None:
+        train_set = getattr(self.trainer.datamodule, "train_set", None)
+        if stage == "fit" and self.example_input_array is None and train_set is not None:
+            # an input of the data's shape, for the model summary's sizes and the graph in
+            # TensorBoard (logger.tensorboard.log_graph=true)
+            self.example_input_array = torch.zeros_like(train_set[0][0]).unsqueeze(0)
         if stage == "fit" and self.hparams.pos_weight == "auto":
             self.pos_weight.copy_(self._pos_weight_from_data())
         if self.hparams.compile and stage == "fit":
@@ -158,6 +164,10 @@ class ImageClassifier(L.LightningModule):
         else:
             loss = F.binary_cross_entropy_with_logits(logits, y.float(), pos_weight=self.pos_weight)
         return loss, probabilities(self.hparams.task, logits), y
+
+    def on_train_epoch_start(self) -> None:
+        # one name whatever the optimizer or scheduler, so runs of a sweep share the curve
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, probs, y = self._step(batch)
@@ -193,7 +203,8 @@ class ImageClassifier(L.LightningModule):
             self.confusion_matrix = self.test_confusion.compute().cpu()
             self.test_confusion.reset()
         if self.test_per_class is not None:
-            for metric, values in self.test_per_class.compute().items():
+            self.per_class_scores = {k: v.cpu() for k, v in self.test_per_class.compute().items()}
+            for metric, values in self.per_class_scores.items():
                 for name, value in zip(self.hparams.class_names, values, strict=True):
                     self.log(f"test/{metric}_{name}", value)
             self.test_per_class.reset()

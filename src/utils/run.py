@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
@@ -101,8 +102,16 @@ def _release_stderr() -> None:
         real.write(held.getvalue())
 
 
+def in_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (a sweep or a search)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
-    """Turn bad user input into one `error: ...` line on stderr and exit code 2, not a traceback."""
+    """Turn bad user input into one `error: ...` line on stderr and exit code 2, not a traceback.
+
+    In a multirun the error is logged to the job's log and raised on, so the sweeper records
+    this job as failed and goes on with the others."""
 
     @wraps(task)
     def wrapped(cfg: DictConfig) -> Any:
@@ -112,6 +121,9 @@ def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfi
         except Exception as exc:
             error = user_error_in(exc)
             if error is None:
+                raise
+            if in_multirun():
+                log.error(f"error: {error}")
                 raise
             print(f"error: {error}", file=sys.stderr)
             _remove_empty_run_folder()

@@ -1,0 +1,422 @@
+"""Compare the runs under a folder: a table, comparison.csv and comparison.png of their curves.
+
+    python scripts/compare_runs.py logs/train/multiruns/<timestamp>
+    python scripts/compare_runs.py logs --metric val/loss --out reports/
+
+Each run's hyperparameters come from .hydra/overrides.yaml and its TensorBoard HPARAMS record, its
+metrics from its TensorBoard scalars, and how it ended from its `run/status` text, so crashed,
+failed and pruned runs show as such instead of being left out.
+"""
+
+import argparse
+import csv
+import os
+import re
+import socket
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+from statistics import mean
+
+import yaml
+from google.protobuf.struct_pb2 import Value
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+# The tag src.utils.tensorboard_session writes. Not imported from there: that pulls in Lightning
+# and makes this report seconds slower to start (the tests check that the two agree).
+STATUS_TAG = "run/status"
+EVENT_FILES = "events.out.tfevents.*"
+# Overrides that say where or how a run is recorded or launched, not what it trains.
+NOT_HYPERPARAMETERS = ("paths", "extras", "hydra", "logger", "callbacks")
+NOT_HYPERPARAMETER_KEYS = {"hparams_search", "ckpt_path", "task_name", "tags"}
+# Every scalar and status text; not the images, histograms and audio a run may also log.
+SIZE_GUIDANCE = {"scalars": 0, "tensors": 0, "images": 1, "histograms": 1, "audio": 1}
+STATUS_STYLES = {"finished": "green", "running": "cyan", "pruned": "yellow", "failed": "red"}
+
+HParam = str | int | float | bool
+Cell = str | int | float | None
+
+
+@dataclass
+class RunSummary:
+    """One run as it is on disk: where it is, how it ended, its hyperparameters and scalars."""
+
+    name: str
+    path: Path
+    status: str
+    reason: str = ""
+    overrides: dict[str, str] = field(default_factory=dict)
+    hparams: dict[str, HParam] = field(default_factory=dict)
+    scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    def values(self, tag: str) -> list[float]:
+        """The values logged for a tag, oldest first."""
+        return [value for _, value in self.scalars.get(tag, [])]
+
+    def last(self, tag: str) -> float | None:
+        """The last value logged for a tag, or None."""
+        values = self.values(tag)
+        return values[-1] if values else None
+
+
+def _natural_key(name: str) -> list[str | int]:
+    """Sorts run 10 after run 9."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def find_runs(path: Path) -> list[Path]:
+    """Run folders at or under path: with a .hydra/ folder, TensorBoard event files, or both."""
+    runs = []
+    for folder, subfolders, files in os.walk(path):
+        here = Path(folder)
+        if (
+            (here / ".hydra").is_dir()
+            or any((here / "tensorboard").glob(EVENT_FILES))
+            or any(fnmatch(name, EVENT_FILES) for name in files)
+        ):
+            runs.append(here)
+            subfolders.clear()  # everything below a run belongs to it
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+    return sorted(runs, key=lambda run: _natural_key(str(run)))
+
+
+def _plain(value: Value) -> HParam:
+    kind = value.WhichOneof("kind")
+    plain = getattr(value, kind) if kind else ""
+    # TensorBoard stores every number as a float: show batch size 64, not 64.0.
+    return int(plain) if isinstance(plain, float) and plain.is_integer() else plain
+
+
+def _session_hparams(accumulator: EventAccumulator) -> dict[str, HParam]:
+    try:
+        content = accumulator.PluginTagToContent(metadata.PLUGIN_NAME)
+    except KeyError:
+        return {}
+    if metadata.SESSION_START_INFO_TAG not in content:
+        return {}
+    start = HParamsPluginData.FromString(content[metadata.SESSION_START_INFO_TAG])
+    return {key: _plain(value) for key, value in start.session_start_info.hparams.items()}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+def run_status(text: str | None, has_events: bool) -> tuple[str, str]:
+    """The status and reason from a run's last `run/status` text; `running` only if confirmed."""
+    if text is None:
+        return ("unknown", "no status recorded") if has_events else ("not started", "no events")
+    status, _, reason = (part.strip() for part in text.partition(":"))
+    if status != "running":
+        return status, reason
+    match = re.fullmatch(r"pid (\d+) on (\S+)", reason)
+    if match is None or match[2] != socket.gethostname():
+        return "unknown", f"no end recorded, last seen {reason}"
+    if _pid_alive(int(match[1])):
+        return "running", reason
+    return "crashed", f"no end recorded, pid {match[1]} is gone"
+
+
+def read_overrides(run_dir: Path) -> dict[str, str]:
+    """The run's command-line overrides as key -> value text, without deletions (`~key`)."""
+    file = run_dir / ".hydra" / "overrides.yaml"
+    overrides = {}
+    for item in (yaml.safe_load(file.read_text()) or []) if file.is_file() else []:
+        key, has_value, value = str(item).partition("=")
+        if has_value and not key.startswith("~"):
+            overrides[key.lstrip("+")] = value
+    return overrides
+
+
+def read_run(run_dir: Path, root: Path | None = None) -> RunSummary:
+    """Read a run's overrides, hyperparameters, scalars and status; name it relative to root."""
+    scalars: dict[str, list[tuple[float, int, float]]] = {}
+    statuses: list[tuple[float, str]] = []
+    hparams: dict[str, HParam] = {}
+    event_folders = sorted({file.parent for file in run_dir.rglob(EVENT_FILES)})
+    for folder in event_folders:
+        accumulator = EventAccumulator(str(folder), size_guidance=SIZE_GUIDANCE)
+        accumulator.Reload()
+        tags = accumulator.Tags()
+        for tag in tags["scalars"]:
+            events = accumulator.Scalars(tag)
+            scalars.setdefault(tag, []).extend((e.wall_time, e.step, e.value) for e in events)
+        if f"{STATUS_TAG}/text_summary" in tags["tensors"]:
+            for event in accumulator.Tensors(f"{STATUS_TAG}/text_summary"):
+                statuses.append((event.wall_time, event.tensor_proto.string_val[0].decode()))
+        hparams.update(_session_hparams(accumulator))
+    status, reason = run_status(max(statuses)[1] if statuses else None, bool(event_folders))
+    inside = root is not None and run_dir.resolve() != root.resolve()
+    return RunSummary(
+        name=str(run_dir.relative_to(root)) if inside else run_dir.resolve().name,
+        path=run_dir,
+        status=status,
+        reason=reason,
+        overrides=read_overrides(run_dir),
+        hparams=hparams,
+        # In the order they were written, also across several event folders.
+        scalars={tag: [(s, v) for _, s, v in sorted(events)] for tag, events in scalars.items()},
+    )
+
+
+def hyperparameter_value(run: RunSummary, key: str) -> str:
+    """The run's override for key, else its logged hyperparameter, else ""."""
+    if key in run.overrides:
+        return run.overrides[key]
+    return str(run.hparams[key]) if key in run.hparams else ""
+
+
+def hyperparameter_columns(runs: list[RunSummary]) -> list[str]:
+    """Overridden keys that describe the model or training and differ between the runs."""
+    keys = dict.fromkeys(
+        key
+        for run in runs
+        for key in run.overrides
+        if key not in NOT_HYPERPARAMETER_KEYS and not key.startswith(NOT_HYPERPARAMETERS)
+    )
+    values = {key: {hyperparameter_value(run, key) for run in runs} for key in keys}
+    return [key for key in keys if len(runs) == 1 or len(values[key]) > 1]
+
+
+def default_mode(metric: str) -> str:
+    """`min` for losses and errors, `max` for the rest."""
+    return "min" if any(word in metric for word in ("loss", "error")) else "max"
+
+
+def _named(runs: list[RunSummary], key: str) -> list[str]:
+    """The values of a hyperparameter over the runs, most common first."""
+    named = Counter(str(run.hparams[key]) for run in runs if run.hparams.get(key, "None") != "None")
+    return [value for value, _ in named.most_common()]
+
+
+def choose_metric(runs: list[RunSummary], metric: str | None = None) -> str:
+    """The metric to sort by: the one asked for, else the runs' `optimized_metric` if they agree."""
+    named = _named(runs, "optimized_metric")
+    if metric or len(named) == 1:
+        return metric or named[0]
+    logged = {tag for run in runs for tag in run.scalars}
+    multilabel = "val/map_best" in logged and "val/acc_best" not in logged
+    return "val/map_best" if multilabel else "val/acc_best"
+
+
+def choose_monitor(runs: list[RunSummary], metric: str) -> str:
+    """The metric the runs monitored (their `monitor`), else the sort metric without `_best`."""
+    named = _named(runs, "monitor")
+    return named[0] if named else metric.removesuffix("_best")
+
+
+def sort_runs(runs: list[RunSummary], metric: str, mode: str) -> list[RunSummary]:
+    """Runs best first by the last value of metric; those without one (or NaN) last, by name."""
+    sign = -1 if mode == "max" else 1
+
+    def key(run: RunSummary) -> tuple[bool, float, list[str | int]]:
+        value = run.last(metric)
+        missing = value is None or value != value  # NaN
+        return missing, 0.0 if missing else sign * value, _natural_key(run.name)
+
+    return sorted(runs, key=key)
+
+
+def _epoch_at(run: RunSummary) -> dict[int, float]:
+    """The `epoch` scalar at each step."""
+    epoch_at: dict[int, float] = {}
+    for step, epoch in run.scalars.get("epoch", []):
+        epoch_at.setdefault(step, epoch)
+    return epoch_at
+
+
+def _epochs(run: RunSummary) -> int | None:
+    if times := run.values("train/epoch_time"):
+        return len(times)
+    # Not max(epoch) + 1: the test loop logs `epoch` once more, after the last epoch.
+    epoch_at = _epoch_at(run)
+    logged = [step for tag in ("train/loss", "val/loss") for step, _ in run.scalars.get(tag, [])]
+    seen = [epoch_at[step] for step in logged if step in epoch_at]
+    return int(max(seen)) + 1 if seen else None
+
+
+def tabulate(runs: list[RunSummary], metric: str) -> tuple[list[str], list[dict[str, Cell]]]:
+    """Column names and one row per run, in the order given: hyperparameters, then metrics."""
+    monitor = choose_monitor(runs, metric)
+    best = max if default_mode(monitor) == "max" else min
+    test = "test/" + monitor.rsplit("/", 1)[-1]
+    # Keyed by column name, so a metric asked for twice (e.g. --metric val/acc) shows once.
+    measures: dict[str, Callable[[RunSummary], Cell]] = {
+        metric: lambda run: run.last(metric),
+        f"best {monitor}": lambda run: best(run.values(monitor), default=None),
+        monitor: lambda run: run.last(monitor),
+        "val/loss": lambda run: run.last("val/loss"),
+    }
+    if any(test in run.scalars for run in runs):
+        measures.setdefault(test, lambda run: run.last(test))
+    measures["epochs"] = _epochs
+    measures["s/epoch"] = lambda run: mean(t) if (t := run.values("train/epoch_time")) else None
+    hyperparameters = hyperparameter_columns(runs)
+    rows = [
+        {
+            "run": run.name,
+            "status": run.status,
+            **{key: hyperparameter_value(run, key) for key in hyperparameters},
+            **{name: measure(run) for name, measure in measures.items()},
+            "note": run.reason,
+        }
+        for run in runs
+    ]
+    return ["run", "status", *hyperparameters, *measures, "note"], rows
+
+
+def compare(
+    path: Path, metric: str | None = None, mode: str | None = None
+) -> tuple[list[str], list[dict[str, Cell]]]:
+    """The comparison table of the runs under path: column names and rows, best run first."""
+    runs = [read_run(run_dir, path) for run_dir in find_runs(path)]
+    metric = choose_metric(runs, metric)
+    return tabulate(sort_runs(runs, metric, mode or default_mode(metric)), metric)
+
+
+def _replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Write through a temporary file beside path, so no reader sees half a file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    os.close(handle)
+    try:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a report should not be
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_csv(columns: list[str], rows: list[dict[str, Cell]], path: Path) -> None:
+    """The table as CSV with a header row, full precision, empty cells for missing values."""
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    _replace_atomically(path, write)
+
+
+def _short(value: Cell) -> str:
+    """A cell as short text: long numbers to 4 significant digits."""
+    text = "" if value is None else str(value)
+    try:
+        return text if len(text) <= 6 else f"{float(text):.4g}"
+    except ValueError:
+        return text
+
+
+def plot_curves(runs: list[RunSummary], monitor: str, path: Path, title: str) -> None:
+    """The validation curves of the runs against epoch: the monitored metric and val/loss."""
+    panels = [monitor] + ["val/loss"] * (monitor != "val/loss")
+    hyperparameters = hyperparameter_columns(runs)
+    plotted = [run for run in runs if run.scalars.get(monitor)]
+    figure = Figure(figsize=(6 * len(panels), 4.5 + 0.2 * len(plotted)), layout="constrained")
+    for axes, tag in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+        for run in plotted:
+            points = run.scalars.get(tag, [])
+            epoch_at = _epoch_at(run)
+            steps = [step for step, _ in points]
+            epochs = [epoch_at[s] for s in steps] if set(steps) <= set(epoch_at) else None
+            settings = " ".join(
+                f"{key.rsplit('.', 1)[-1]}={_short(hyperparameter_value(run, key))}"
+                for key in hyperparameters
+            )
+            ended = "" if run.status in ("finished", "running") else f" ({run.status})"
+            axes.plot(
+                range(len(steps)) if epochs is None else epochs,
+                [value for _, value in points],
+                "--" if ended else "-",
+                marker="o",
+                label=f"{run.name}  {settings}{ended}",
+            )
+        if not plotted:
+            axes.text(0.5, 0.5, f"no run logged {monitor}", ha="center", transform=axes.transAxes)
+        axes.set(title=tag, xlabel="epoch", ylabel=tag)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+    if plotted:
+        handles, labels = figure.axes[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="outside lower center", fontsize="small")
+    figure.suptitle(title)
+    _replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=120))
+
+
+def rich_table(columns: list[str], rows: list[dict[str, Cell]], title: str) -> Table:
+    """The rows as a rich table: long numbers to 4 significant digits, statuses in colour."""
+    table = Table(title=title)
+    for column in columns:
+        numeric = all(isinstance(row[column], int | float | None) for row in rows)
+        limit = 60 if column == "note" else None
+        table.add_column(column, justify="right" if numeric else "left", max_width=limit)
+    for row in rows:
+        style = STATUS_STYLES.get(str(row["status"]), "dim")
+        # Text, not markup: an error message like "[Errno 2] ..." must show as it is.
+        cells = {c: _short(row[c]) for c in columns} | {"run": str(row["run"])}
+        table.add_row(*(Text(cells[c], style if c == "status" else "") for c in columns))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Compare the runs under PATH: print the table, write comparison.csv and comparison.png."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", type=Path, help="a run, a sweep or search folder, or logs/")
+    parser.add_argument("--out", type=Path, help="folder for comparison.csv/.png (default: PATH)")
+    parser.add_argument("--metric", help="sort by this metric (default: optimized_metric)")
+    parser.add_argument("--mode", choices=("max", "min"), help="default: min for losses, else max")
+    args = parser.parse_args(argv)
+    path, out = args.path, args.out or args.path
+    if not path.is_dir():
+        print(f"error: {path} is not a folder: pass a run, sweep or logs folder", file=sys.stderr)
+        return 2
+    if not (run_dirs := find_runs(path)):
+        looked = "looked for .hydra/ folders and TensorBoard event files"
+        print(f"error: no runs under {path} ({looked})", file=sys.stderr)
+        return 2
+    runs = [read_run(run_dir, path) for run_dir in run_dirs]
+    metric = choose_metric(runs, args.metric)
+    mode = args.mode or default_mode(metric)
+    runs = sort_runs(runs, metric, mode)
+    columns, rows = tabulate(runs, metric)
+    order = "highest" if mode == "max" else "lowest"
+    counted = f"{len(runs)} run{'s' * (len(runs) != 1)}"
+    title = f"{counted} under {path}, sorted by {metric} ({order} first)"
+    # Rows unwrapped when the output goes to a file or a pipe, where nobody reads wrapped lines.
+    console = Console(width=None if sys.stdout.isatty() else 1000)
+    console.print(rich_table(columns, rows, title))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv(columns, rows, out / "comparison.csv")
+        plot_curves(runs, choose_monitor(runs, metric), out / "comparison.png", title)
+    except OSError as error:
+        print(f"error: cannot write to {out}: {error.strerror}: pass --out DIR", file=sys.stderr)
+        return 1
+    console.print(
+        f"wrote {out / 'comparison.csv'}\nwrote {out / 'comparison.png'}", highlight=False
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

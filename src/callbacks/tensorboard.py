@@ -1,0 +1,103 @@
+"""Images, figures and histograms for TensorBoard, each a callback behind its own config."""
+
+import time
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid
+
+from src.utils.figures import average_precision_bars, confusion_matrix_figure
+
+
+def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
+    """The SummaryWriter of the trainer's TensorBoardLogger on rank zero, else None."""
+    if rank_zero_only.rank != 0:
+        return None
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+class AugmentedImageGrid(L.Callback):
+    """Log the first training batch, as the network sees it after augmentation, once per run."""
+
+    def __init__(self, max_images: int = 32, columns: int = 8) -> None:
+        self.max_images = max_images
+        self.columns = columns
+        self.logged = False
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object, batch_idx: int
+    ) -> None:
+        writer = tensorboard_writer(trainer)
+        if self.logged or writer is None:
+            return
+        images = batch[0][: self.max_images].detach().float().cpu()
+        # each image stretched to [0, 1]: normalised inputs become visible again
+        grid = make_grid(images, nrow=self.columns, normalize=True, scale_each=True)
+        writer.add_image("train/augmented_images", grid, trainer.global_step)
+        self.logged = True
+
+
+class TestFigures(L.Callback):
+    """At test time: the confusion matrix (multi-class) or per-class AP bars (multi-label)."""
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is None:
+            return
+        class_names = list(pl_module.hparams.class_names)
+        if getattr(pl_module, "confusion_matrix", None) is not None:
+            figure = confusion_matrix_figure(pl_module.confusion_matrix, class_names)
+            writer.add_figure("test/confusion_matrix", figure, trainer.global_step)
+        scores = getattr(pl_module, "per_class_scores", {})
+        if "ap" in scores:
+            figure = average_precision_bars(scores["ap"], class_names)
+            writer.add_figure("test/per_class_ap", figure, trainer.global_step)
+        writer.flush()
+
+
+class ParameterHistograms(L.Callback):
+    """Histograms of every weight and its gradient, every `every_n_epochs` epochs."""
+
+    def __init__(self, every_n_epochs: int = 1) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be 1 or more, got {every_n_epochs}")
+        self.every_n_epochs = every_n_epochs
+        self._gradients_logged_epoch = -1
+
+    def _due(self, trainer: L.Trainer) -> bool:
+        return trainer.current_epoch % self.every_n_epochs == 0
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        writer = tensorboard_writer(trainer)
+        epoch = trainer.current_epoch
+        if writer is None or not self._due(trainer) or self._gradients_logged_epoch == epoch:
+            return
+        for name, param in pl_module.named_parameters():
+            if param.grad is not None:
+                writer.add_histogram(f"gradients/{name}", param.grad, trainer.global_step)
+        self._gradients_logged_epoch = epoch
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is None or not self._due(trainer):
+            return
+        for name, param in pl_module.named_parameters():
+            writer.add_histogram(f"weights/{name}", param, trainer.global_step)
+
+
+class EpochTime(L.Callback):
+    """Log `train/epoch_time`: seconds per training epoch, its validation included."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.log("train/epoch_time", time.perf_counter() - self._start)

@@ -1,0 +1,211 @@
+"""An Optuna search as a Hydra sweeper: seeded sampling, pruning, and a study that survives.
+
+The study lives in a SQLite file in the sweep folder (`optuna.db`), so the same command run
+again after a crash continues the search: finished trials are kept, the trial that was cut off is
+tried again with its parameters, and only the trials still missing are run. Each trial is a Hydra
+job in `<sweep dir>/<trial number>/`; the OptunaPruning callback in the job reports the monitored
+metric after every epoch and stops the trial early when the pruner finds it hopeless.
+"""
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, RunMode, TaskFunction
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from src.sweepers.grid import report_failures
+from src.sweepers.search_space import parse_search_space
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted"  # user attribute of a trial cut off by a crash (tried again)
+PRUNED = "pruned"  # user attribute the pruning callback sets: why the trial was stopped
+SEARCH = "search"  # study attribute: the search space and fixed overrides it was started with
+
+
+class SearchSetupError(CompactHydraException):
+    """A search that cannot start as asked; Hydra prints the message without a traceback."""
+
+
+def study_storage(storage: str | None, sweep_dir: str) -> optuna.storages.RDBStorage:
+    """The study's storage: `storage` if given, else SQLite file optuna.db in the sweep folder."""
+    url = storage or f"sqlite:///{Path(sweep_dir).resolve() / 'optuna.db'}"
+    # parallel trials write to the same file: wait for its lock instead of failing at once
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+
+
+def trial_of_this_job() -> optuna.Trial | None:
+    """This Hydra job's trial when it runs inside an OptunaSweeper search, else None."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hydra_cfg = HydraConfig.get()
+    sweeper = hydra_cfg.sweeper
+    if not str(sweeper.get("_target_", "")).endswith("OptunaSweeper"):
+        return None
+    pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else optuna.pruners.NopPruner()
+    study = optuna.load_study(
+        study_name=sweeper.study_name,
+        storage=study_storage(sweeper.get("storage"), hydra_cfg.sweep.dir),
+        pruner=pruner,
+    )
+    # the sweeper numbers each job after its trial
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(
+        study._study_id, int(hydra_cfg.job.num)
+    )
+    return optuna.Trial(study, trial_id)
+
+
+class OptunaSweeper(Sweeper):
+    """Draw `n_trials` trials from the search space in `params` (plus sweeps on the command
+    line), run each as a Hydra job through the configured launcher (`n_jobs` at a time), and
+    report the best parameters and value."""
+
+    def __init__(
+        self,
+        study_name: str,
+        direction: str,
+        n_trials: int,
+        sampler: optuna.samplers.BaseSampler,
+        pruner: optuna.pruners.BasePruner | None = None,
+        storage: str | None = None,
+        n_jobs: int = 1,
+        params: DictConfig | None = None,
+        enqueue_trials: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        if direction not in ("maximize", "minimize"):
+            raise SearchSetupError(f"hydra.sweeper.direction={direction}: use maximize or minimize")
+        if n_trials < 1 or n_jobs < 1:
+            raise SearchSetupError("hydra.sweeper.n_trials and n_jobs must be 1 or more")
+        self.study_name = study_name
+        self.direction = direction
+        self.n_trials = n_trials
+        self.sampler = sampler
+        self.pruner = pruner
+        self.storage = storage
+        self.n_jobs = n_jobs
+        self.params = {str(k): str(v) for k, v in (params or {}).items()}
+        self.enqueue_trials = [dict(t) for t in enqueue_trials or ()]
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def _study(self, sweep_dir: Path, search: dict[str, Any]) -> optuna.Study:
+        """Create the study, or load it and check it searches what this command asks."""
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=study_storage(self.storage, str(sweep_dir)),
+            sampler=self.sampler,
+            pruner=self.pruner or optuna.pruners.NopPruner(),
+            direction=self.direction,
+            load_if_exists=True,
+        )
+        started_with = study.user_attrs.get(SEARCH)
+        if started_with is None:
+            study.set_user_attr(SEARCH, search)
+            for params in self.enqueue_trials:  # a new study tries these first
+                study.enqueue_trial(params)
+        elif started_with != search:
+            raise SearchSetupError(
+                f"study {self.study_name!r} in {sweep_dir} was started with another search "
+                f"({started_with}); run that command again to continue it, or pass "
+                "hydra.sweeper.study_name=NEW_NAME to start a new one"
+            )
+        return study
+
+    def _retry_interrupted(self, study: optuna.Study) -> None:
+        """Trials left running by a crashed search fail, and their parameters are tried again."""
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            log.warning(f"Trial {trial.number} was cut off; trying its parameters again.")
+            optuna.Trial(study, trial._trial_id).set_user_attr(INTERRUPTED, True)
+            study.tell(trial.number, state=TrialState.FAIL)
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+
+    def _trials_done(self, study: optuna.Study) -> int:
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        failed = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if not t.user_attrs.get(INTERRUPTED)
+        ]
+        return len(finished) + len(failed)
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> None:
+        """Record a finished job: complete with its value, pruned, or failed."""
+        # the job wrote to the storage: read it there, not from the trial's cached copy
+        pruned = study._storage.get_trial_user_attrs(trial._trial_id).get(PRUNED)
+        if result.status == JobStatus.COMPLETED and pruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            log.info(f"Trial {trial.number} pruned: {pruned}")
+        elif result.status == JobStatus.COMPLETED and result._return_value is not None:
+            value = float(result._return_value)
+            study.tell(trial, value)
+            log.info(f"Trial {trial.number} finished: {value:.6g}")
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+
+    def sweep(self, arguments: list[str]) -> Sequence[JobReturn]:
+        space = parse_search_space([f"{k}={v}" for k, v in self.params.items()] + arguments)
+        if not space.suggestions:
+            raise SearchSetupError(
+                "the search space is empty: give hydra.sweeper.params, or sweeps such as "
+                "optimizer.lr=tag(log,interval(1e-4,1e-1)) on the command line"
+            )
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        search = {"space": space.descriptions, "fixed": space.fixed, "direction": self.direction}
+        study = self._study(sweep_dir, search)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        self._retry_interrupted(study)
+
+        done = self._trials_done(study)
+        if done:
+            log.info(f"Study {self.study_name!r}: {done} of {self.n_trials} trials already done.")
+        log.info(f"Study {self.study_name!r} in {study_storage(self.storage, str(sweep_dir)).url}")
+        results: list[JobReturn] = []
+        while done < self.n_trials:
+            trials = [study.ask() for _ in range(min(self.n_jobs, self.n_trials - done))]
+            numbers = [t.number for t in trials]
+            if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+                raise RuntimeError(f"trial numbers {numbers} are not consecutive")
+            batch = [space.overrides(t) for t in trials]
+            returns = self.launcher.launch(batch, initial_job_idx=numbers[0])
+            for trial, result in zip(trials, returns, strict=True):
+                self._tell(study, trial, result)
+            results.extend(returns)
+            done += len(trials)
+
+        report_failures(results, what="trials")
+        self._report(study, sweep_dir)
+        return results
+
+    def _report(self, study: optuna.Study, sweep_dir: Path) -> None:
+        """Log the best trial and write optimization_results.yaml into the sweep folder."""
+        states = {s.name.lower(): len(study.get_trials(states=(s,))) for s in TrialState}
+        summary: dict[str, Any] = {"study_name": self.study_name, "trials": states}
+        try:
+            best = study.best_trial
+        except ValueError:
+            log.error(f"No trial of study {self.study_name!r} finished: {states}")
+        else:
+            summary.update(best_trial=best.number, best_value=best.value, best_params=best.params)
+            log.info(f"Best trial: #{best.number} of {len(study.trials)}")
+            log.info(f"Best parameters: {best.params}")
+            log.info(f"Best value: {best.value}")
+        OmegaConf.save(OmegaConf.create(summary), sweep_dir / "optimization_results.yaml")

@@ -1,0 +1,133 @@
+"""A run's hyperparameters and how it ended, written to its TensorBoard folder.
+
+TensorBoard's HPARAMS tab shows one row per session: the hyperparameters come from the session's
+start record, the metrics from the scalars logged beside it, and the status from its end record.
+The same folder gets a `run/status` text (running, finished, pruned or failed, with a reason) that
+`scripts/compare_runs.py` reads to show crashed and unfinished runs as such.
+"""
+
+import os
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboard.plugins.hparams import api_pb2, metadata
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+from src.utils.errors import user_error_in
+from src.utils.hparams import HParamValue
+
+STATUS_TAG = "run/status"
+# How each end status shows in TensorBoard's HPARAMS status filter.
+END_STATUS = {"finished": "STATUS_SUCCESS", "pruned": "STATUS_SUCCESS", "failed": "STATUS_FAILURE"}
+
+
+def tensorboard_dir(cfg: DictConfig) -> Path | None:
+    """The folder the config's TensorBoardLogger writes to, or None without one."""
+    for logger in (cfg.get("logger") or {}).values():
+        if isinstance(logger, DictConfig) and str(logger.get("_target_", "")).endswith(
+            "TensorBoardLogger"
+        ):
+            version = logger.get("version")
+            version = f"version_{version}" if isinstance(version, int) else (version or "")
+            return Path(logger.save_dir) / (logger.get("name") or "") / version
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """One line saying why a run stopped with this exception."""
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return "interrupted"
+    error = user_error_in(exc) or exc
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return text if error is not exc else f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def _end_record(status: str) -> Summary:
+    info = SessionEndInfo(
+        status=api_pb2.Status.Value(END_STATUS[status]), end_time_secs=time.time()
+    )
+    content = HParamsPluginData(session_end_info=info, version=metadata.PLUGIN_DATA_VERSION)
+    plugin = SummaryMetadata.PluginData(
+        plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString()
+    )
+    return Summary(
+        value=[
+            Summary.Value(
+                tag=metadata.SESSION_END_INFO_TAG, metadata=SummaryMetadata(plugin_data=plugin)
+            )
+        ]
+    )
+
+
+class TensorBoardSession:
+    """Start and end records of one run; does nothing without a TensorBoard folder or off rank 0.
+
+    Use as a context manager: an exception leaving the block ends the session as failed, if it
+    started (or `record_refusals` is set, as in a multirun, where the failed job must show).
+    """
+
+    def __init__(self, log_dir: Path | None, record_refusals: bool = False) -> None:
+        self.log_dir = log_dir if rank_zero_only.rank == 0 else None
+        self.record_refusals = record_refusals
+        self.started = False
+        self.ended = False
+
+    def _write(self, *summaries: Summary, status: str) -> None:
+        if self.log_dir is None:
+            return
+        # A writer per record: each record lands in a new event file, so TensorBoard, which
+        # reads a folder's event files in order of creation, picks up the end of a live run.
+        writer = SummaryWriter(str(self.log_dir))
+        for summary in summaries:
+            writer.file_writer.add_summary(summary)
+        writer.add_text(STATUS_TAG, status)
+        writer.close()
+
+    def start(self, hyperparameters: dict[str, HParamValue]) -> None:
+        """Record the hyperparameters and that the run is running (with its process, to tell a
+        live run from a crashed one)."""
+        _, start, _ = hparams_summaries(hyperparameters, {})
+        self._write(start, status=f"running: pid {os.getpid()} on {socket.gethostname()}")
+        self.started = True
+
+    def end(self, status: str, reason: str = "") -> None:
+        """Record how the run ended: finished, pruned or failed, with an optional reason."""
+        if status not in END_STATUS:
+            raise ValueError(f"unknown run status {status!r}")
+        self._write(_end_record(status), status=f"{status}: {reason}" if reason else status)
+        self.ended = True
+
+    def __enter__(self) -> "TensorBoardSession":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Any:
+        if exc is not None and not self.ended and (self.started or self.record_refusals):
+            self.end("failed", describe(exc))
+        elif exc is None and self.started and not self.ended:
+            self.end("finished")
+        return None
+
+
+def how_fit_ended(trainer: L.Trainer) -> tuple[str, str]:
+    """`finished` or `pruned`, with why training stopped before max_epochs, if it did."""
+    for callback in trainer.callbacks:
+        if getattr(callback, "pruned", False):
+            return "pruned", callback.reason
+    for callback in trainer.early_stopping_callbacks:
+        if callback.stopped_epoch:
+            return "finished", f"stopped early after {callback.stopped_epoch + 1} epochs"
+    return "finished", ""

@@ -1,0 +1,186 @@
+"""scripts/compare_runs.py: a table, CSV and plot of the runs under a folder, ended or not."""
+
+import csv
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from matplotlib.image import imread
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
+
+from scripts.compare_runs import STATUS_TAG, compare, main
+from src import PROJECT_ROOT
+from src.utils.tensorboard_session import STATUS_TAG as SESSION_STATUS_TAG
+from src.utils.tensorboard_session import TensorBoardSession
+
+# Overrides every job of the sweep gets: none of them is a column of the comparison.
+FIXED = [
+    "paths.log_dir=/tmp/logs",
+    "extras.print_config=False",
+    "trainer.max_epochs=3",
+    "~callbacks.rich_progress_bar=null",
+]
+# optimizer, learning rate and val/acc per epoch of each job; the best (job 1, by val/acc_best)
+# ends below job 0, so sorting by the last val/acc would give another order.
+SWEEP = [
+    ("adam", 0.001, [0.5, 0.7, 0.8]),
+    ("adam", 0.01, [0.6, 0.9, 0.75]),
+    ("sgd", 0.001, [0.2, 0.3, 0.4]),
+    ("sgd", 0.01, [0.4, 0.6, 0.7]),
+]
+
+
+def write_run(
+    run: Path, overrides: list[str], val_acc: list[float] | None, end: tuple[str, str] | None
+) -> Path:
+    """A run folder as train.py leaves it: overrides, HPARAMS record, scalars, status."""
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    session = TensorBoardSession(run / "tensorboard", record_refusals=True)
+    if val_acc is not None:
+        lr = next(float(o.split("=")[1]) for o in overrides if o.startswith("optimizer.lr="))
+        hparams = {"optimized_metric": "val/acc_best", "monitor": "val/acc", "optimizer.lr": lr}
+        session.start({**hparams, "trainer.max_epochs": 3, "data.batch_size": 64})
+        with SummaryWriter(str(run / "tensorboard")) as writer:
+            for epoch, acc in enumerate(val_acc):
+                scalars = {
+                    "val/acc": acc,
+                    "val/acc_best": max(val_acc[: epoch + 1]),
+                    "val/loss": 1 - acc,
+                    "epoch": epoch,
+                    "train/epoch_time": 0.5,
+                }
+                for tag, value in scalars.items():
+                    writer.add_scalar(tag, value, 10 * epoch + 9)
+            writer.add_scalar("test/acc", val_acc[-1], 10 * len(val_acc))
+    if end is not None:
+        session.end(*end)
+    return run
+
+
+def write_sweep(root: Path) -> Path:
+    for job, (optimizer, lr, val_acc) in enumerate(SWEEP):
+        overrides = [f"optimizer={optimizer}", f"optimizer.lr={lr}", *FIXED]
+        write_run(root / str(job), overrides, val_acc, ("finished", ""))
+    return root
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished multirun of 4 jobs."""
+    return write_sweep(tmp_path_factory.mktemp("multirun"))
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as file:
+        reader = csv.DictReader(file)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def test_runs_sorted_best_first_by_optimized_metric(sweep: Path) -> None:
+    _, rows = compare(sweep)
+    assert [row["run"] for row in rows] == ["1", "0", "3", "2"]
+    best = []
+    for job in range(len(SWEEP)):
+        accumulator = EventAccumulator(str(sweep / str(job) / "tensorboard"))
+        accumulator.Reload()
+        best.append(accumulator.Scalars("val/acc_best")[-1].value)
+    assert rows[0]["val/acc_best"] == max(best)
+    assert rows[0]["best val/acc"] == max(best)
+    assert rows[0]["val/acc"] == pytest.approx(0.75)
+    assert rows[0]["test/acc"] == pytest.approx(0.75)
+    assert (rows[0]["epochs"], rows[0]["s/epoch"], rows[0]["status"]) == (3, 0.5, "finished")
+
+
+def test_metric_and_mode_choose_the_order(sweep: Path) -> None:
+    by_loss = compare(sweep, metric="val/loss")[1]
+    assert [row["run"] for row in by_loss] == ["0", "1", "3", "2"]  # lowest loss first
+    worst_first = compare(sweep, metric="val/acc", mode="min")[1]
+    assert [row["run"] for row in worst_first] == ["2", "3", "1", "0"]
+
+
+def test_csv_has_a_row_per_run_and_the_overridden_hyperparameters(
+    sweep: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "report" / "new"
+    assert main([str(sweep), "--out", str(out)]) == 0
+    columns, rows = read_csv(out / "comparison.csv")
+    assert len(rows) == len(SWEEP)
+    assert columns[:4] == ["run", "status", "optimizer", "optimizer.lr"]
+    assert "trainer.max_epochs" not in columns  # the same in every run
+    assert not [c for c in columns if c.startswith(("paths", "extras", "callbacks", "~"))]
+    assert (rows[0]["run"], rows[0]["optimizer"], rows[0]["optimizer.lr"]) == ("1", "adam", "0.01")
+    assert float(rows[0]["val/acc_best"]) == compare(sweep)[1][0]["val/acc_best"]  # full precision
+    assert not (sweep / "comparison.csv").exists()
+
+
+def test_png_is_a_plot(sweep: Path, tmp_path: Path) -> None:
+    assert main([str(sweep), "--out", str(tmp_path)]) == 0
+    png = tmp_path / "comparison.png"
+    assert png.stat().st_size > 10_000
+    image = imread(png)
+    assert image.ndim == 3 and image.shape[2] in (3, 4) and min(image.shape[:2]) > 200
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["comparison.csv", "comparison.png"]
+
+
+def test_single_run_keeps_all_its_overrides(sweep: Path) -> None:
+    columns, rows = compare(sweep / "1")
+    assert [row["run"] for row in rows] == ["1"]
+    assert {"optimizer", "optimizer.lr", "trainer.max_epochs"} <= set(columns)
+
+
+def test_failed_run_is_a_row_after_the_finished_ones(tmp_path: Path) -> None:
+    write_sweep(tmp_path)
+    reason = "bad optimizer settings: Invalid learning rate: -1: fix the optimizer.* values"
+    write_run(tmp_path / "00", ["optimizer=adam", "optimizer.lr=-1"], None, ("failed", reason))
+    _, rows = compare(tmp_path)
+    assert len(rows) == len(SWEEP) + 1
+    assert (rows[-1]["run"], rows[-1]["status"], rows[-1]["note"]) == ("00", "failed", reason)
+    assert rows[-1]["val/acc_best"] is None and rows[-1]["optimizer.lr"] == "-1"
+
+
+def test_unfinished_runs_show_as_running_crashed_or_not_started(tmp_path: Path) -> None:
+    write_run(tmp_path / "alive", ["optimizer.lr=0.1"], [0.5], end=None)  # this process
+    ended = subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait()
+    for name, host in [("dead", socket.gethostname()), ("elsewhere", "another-host")]:
+        write_run(tmp_path / name, ["optimizer.lr=0.2"], [0.6], end=None)
+        with SummaryWriter(str(tmp_path / name / "tensorboard")) as writer:
+            writer.add_text(STATUS_TAG, f"running: pid {ended.pid} on {host}")
+    (tmp_path / "queued" / ".hydra").mkdir(parents=True)
+    _, rows = compare(tmp_path)
+    status = {row["run"]: row["status"] for row in rows}
+    assert status == {
+        "alive": "running",
+        "dead": "crashed",
+        "elsewhere": "unknown",
+        "queued": "not started",
+    }
+    assert rows[-1]["run"] == "queued"
+
+
+def test_status_tag_is_the_one_the_session_writes() -> None:
+    assert STATUS_TAG == SESSION_STATUS_TAG
+
+
+def test_no_runs_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"error: no runs under {tmp_path}")
+    assert main([str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_runs_from_the_command_line(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path)
+    script = [sys.executable, "scripts/compare_runs.py", str(sweep)]
+    result = subprocess.run(script, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"4 runs under {sweep}, sorted by val/acc_best" in result.stdout
+    assert f"wrote {sweep / 'comparison.csv'}" in result.stdout
+    assert (sweep / "comparison.csv").is_file() and (sweep / "comparison.png").is_file()

@@ -1,0 +1,356 @@
+"""Sweeps as a researcher runs them: a grid multirun with a failing job, and Optuna searches
+that reproduce, prune and continue after a crash."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from src import PROJECT_ROOT
+from tests.helpers import run_status, tensorboard_scalars
+
+# Two short epochs, no progress bars: the jobs' own output stays readable in failures.
+SHORT = [
+    "extras.print_config=false",
+    "trainer.max_epochs=2",
+    "~callbacks.rich_progress_bar",
+    "~callbacks.rich_model_summary",
+]
+
+
+def multirun_command(log_dir: Path, *args: str) -> list[str]:
+    return [sys.executable, "src/train.py", "-m", f"paths.log_dir={log_dir}", *SHORT, *args]
+
+
+def multirun(log_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python src/train.py -m ARGS` from the repository root, logging under log_dir."""
+    command = multirun_command(log_dir, *args)
+    return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
+
+
+def job_folders(sweep_dir: Path) -> list[Path]:
+    """A sweep's job folders in job order (their names start with the job number)."""
+    jobs = [p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()]
+    return sorted(jobs, key=lambda p: int(p.name.split("_")[0]))
+
+
+def only_folder(parent: Path) -> Path:
+    (folder,) = list(parent.iterdir())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def grid_sweep(tmp_path_factory) -> Path:
+    """A 4-job multirun of the CNN on digits: 2 optimizers x 2 learning rates."""
+    log_dir = tmp_path_factory.mktemp("grid")
+    result = multirun(log_dir, "optimizer=adam,sgd", "optimizer.lr=0.001,0.01")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4 of 4 jobs finished" in result.stdout
+    return only_folder(log_dir / "train" / "multiruns")
+
+
+def test_a_multirun_gives_each_job_its_folder_checkpoints_and_curves(grid_sweep):
+    jobs = job_folders(grid_sweep)
+    assert [job.name for job in jobs] == [
+        "0_optimizer.lr=0.001,optimizer=adam,trainer.max_epochs=2",
+        "1_optimizer.lr=0.01,optimizer=adam,trainer.max_epochs=2",
+        "2_optimizer.lr=0.001,optimizer=sgd,trainer.max_epochs=2",
+        "3_optimizer.lr=0.01,optimizer=sgd,trainer.max_epochs=2",
+    ]
+    for job in jobs:
+        assert (job / "checkpoints" / "best.ckpt").is_file()
+        assert (job / "checkpoints" / "last.ckpt").is_file()
+        scalars = tensorboard_scalars(job)
+        for tag in ["train/loss", "val/loss", "val/acc", "val/acc_best", "train/lr"]:
+            assert len(scalars[tag]) == 2, (job.name, tag)  # the same names in every run
+        assert run_status(job)[-1] == "finished"
+    lrs = [tensorboard_scalars(job)["train/lr"][0] for job in jobs]
+    assert lrs == pytest.approx([0.001, 0.01, 0.001, 0.01])
+
+
+def compare_runs(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "scripts/compare_runs.py", *args]
+    return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_compare_runs_ranks_the_sweep_as_its_event_files_do(grid_sweep, tmp_path):
+    result = compare_runs(str(grid_sweep), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "comparison.csv") as file:
+        rows = list(csv.DictReader(file))
+    # the best validation accuracy of each job, read straight from its event files
+    best = {job.name: max(tensorboard_scalars(job)["val/acc"]) for job in job_folders(grid_sweep)}
+    assert [row["run"] for row in rows] == sorted(best, key=best.get, reverse=True)
+    assert float(rows[0]["val/acc_best"]) == pytest.approx(max(best.values()))
+    assert {(row["optimizer"], row["optimizer.lr"]) for row in rows} == {
+        ("adam", "0.001"),
+        ("adam", "0.01"),
+        ("sgd", "0.001"),
+        ("sgd", "0.01"),
+    }
+    assert all(row["status"] == "finished" and float(row["s/epoch"]) > 0 for row in rows)
+    assert "4 runs under" in result.stdout
+    image = plt.imread(tmp_path / "comparison.png")
+    assert image.ndim == 3 and image.shape[0] > 300 and image.std() > 0.05  # not a blank page
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_tensorboard_server_lists_the_runs_scalars_and_hparams(grid_sweep):
+    port = free_port()
+    command = [
+        str(Path(sys.executable).parent / "tensorboard"),
+        f"--logdir={grid_sweep}",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--load_fast=false",
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/data"
+
+    def get(route: str, body: dict | None = None) -> object:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            url + route, data=data, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    try:
+        expected = sorted(f"{job.name}/tensorboard" for job in job_folders(grid_sweep))
+        runs: object = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and runs != expected:
+            assert server.poll() is None, "tensorboard exited"
+            try:
+                runs = sorted(get("/runs"))
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.5)
+        assert runs == expected
+
+        tags = get("/plugin/scalars/tags")
+        for run in expected:
+            assert {"train/loss", "val/loss", "val/acc", "val/acc_best", "train/lr"} <= set(
+                tags[run]
+            )
+        experiment = get("/plugin/hparams/experiment", {"experimentName": ""})
+        hparams = {info["name"] for info in experiment["hparamInfos"]}
+        assert {"optimizer.lr", "optimizer._target_", "data.batch_size", "seed"} <= hparams
+        metrics = {info["name"]["tag"] for info in experiment["metricInfos"]}
+        assert {"val/acc_best", "test/acc"} <= metrics
+        statuses = ["STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING", "STATUS_UNKNOWN"]
+        query = {"experimentName": "", "allowedStatuses": statuses, "sliceSize": 100}
+        groups = get("/plugin/hparams/session_groups", query)["sessionGroups"]
+        lrs = sorted(
+            (g["hparams"]["optimizer._target_"], g["hparams"]["optimizer.lr"]) for g in groups
+        )
+        assert lrs == [
+            ("torch.optim.Adam", 0.001),
+            ("torch.optim.Adam", 0.01),
+            ("torch.optim.SGD", 0.001),
+            ("torch.optim.SGD", 0.01),
+        ]
+        assert all(s["status"] == "STATUS_SUCCESS" for g in groups for s in g["sessions"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_failing_job_is_reported_and_the_others_keep_their_results(tmp_path):
+    result = multirun(tmp_path, "optimizer.lr=0.001,-1")
+    assert result.returncode == 1
+    assert "1 of 2 jobs failed:" in result.stdout
+    line = "  1_optimizer.lr=-1,trainer.max_epochs=2: bad optimizer settings: Invalid learning rate"
+    assert line in result.stdout
+    assert "1 of 2 jobs finished" in result.stdout
+    good, bad = job_folders(only_folder(tmp_path / "train" / "multiruns"))
+    assert (good / "checkpoints" / "best.ckpt").is_file()
+    assert run_status(good)[-1] == "finished"
+    assert run_status(bad) == [
+        "failed: bad optimizer settings: Invalid learning rate: -1: fix the optimizer.* values"
+    ]
+    report = compare_runs(str(good.parent))  # both jobs, the failed one last
+    assert report.returncode == 0, report.stderr
+    with open(good.parent / "comparison.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [(row["run"], row["status"]) for row in rows] == [
+        (good.name, "finished"),
+        (bad.name, "failed"),
+    ]
+    assert "Invalid learning rate: -1" in rows[1]["note"]
+
+
+def search_args(study: str, *args: str) -> list[str]:
+    return ["hparams_search=optuna", f"hydra.sweeper.study_name={study}", *args]
+
+
+def load_study(log_dir: Path, study: str) -> optuna.Study:
+    storage = f"sqlite:///{log_dir / 'train' / 'searches' / study / 'optuna.db'}"
+    return optuna.load_study(study_name=study, storage=storage)
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A 4-trial Optuna search over the default search space."""
+    log_dir = tmp_path_factory.mktemp("search")
+    result = multirun(log_dir, *search_args("first", "hydra.sweeper.n_trials=4"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return log_dir, result
+
+
+def test_an_optuna_search_reports_its_best_parameters_and_value(search):
+    log_dir, result = search
+    study = load_study(log_dir, "first")
+    assert len(study.trials) == 4
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    assert set(study.best_params) == {
+        "optimizer",
+        "optimizer.lr",
+        "optimizer.weight_decay",
+        "data.batch_size",
+        "scheduler",
+    }
+    assert f"Best parameters: {study.best_params}" in result.stdout
+    assert f"Best value: {study.best_value}" in result.stdout
+    sweep_dir = log_dir / "train" / "searches" / "first"
+    summary = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert summary["best_value"] == pytest.approx(study.best_value)
+    # each trial is a run whose returned value is its best validation accuracy
+    best = job_folders(sweep_dir)[study.best_trial.number]
+    assert max(tensorboard_scalars(best)["val/acc"]) == pytest.approx(study.best_value)
+
+
+def test_the_same_seed_proposes_the_same_first_trials(search, tmp_path):
+    log_dir, _ = search
+    result = multirun(tmp_path, *search_args("again", "hydra.sweeper.n_trials=2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = [t.params for t in load_study(log_dir, "first").trials[:2]]
+    again = [t.params for t in load_study(tmp_path, "again").trials]
+    assert again == first
+
+
+def test_continuing_a_study_with_another_search_space_is_refused(search):
+    log_dir, _ = search
+    other = "scheduler=choice(none,step)"  # a sweep on the command line joins the space
+    result = multirun(log_dir, *search_args("first", "hydra.sweeper.n_trials=4", other))
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "study 'first' in " in errors[0], result.stderr
+    assert "hydra.sweeper.study_name=NEW_NAME" in errors[0]
+    assert len(load_study(log_dir, "first").trials) == 4  # untouched
+
+
+def test_pruning_stops_a_hopeless_trial_early(tmp_path):
+    # two trials that learn, then one whose learning rate is far too small
+    trials = (
+        "hydra.sweeper.enqueue_trials=["
+        "{optimizer:adam,optimizer.lr:0.003,scheduler:none,data.batch_size:64},"
+        "{optimizer:adam,optimizer.lr:0.002,scheduler:none,data.batch_size:64},"
+        "{optimizer:sgd,optimizer.lr:0.0001,scheduler:none,data.batch_size:128}]"
+    )
+    args = search_args(
+        "pruning",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.pruner.n_startup_trials=2",
+        "trainer.max_epochs=5",
+        trials,
+    )
+    result = multirun(tmp_path, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = load_study(tmp_path, "pruning")
+    assert [t.state for t in study.trials] == [
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+    ]
+    hopeless = job_folders(tmp_path / "train" / "searches" / "pruning")[2]
+    epochs = len(tensorboard_scalars(hopeless)["train/epoch_time"])
+    assert epochs < 5  # stopped before max_epochs
+    assert run_status(hopeless)[-1].startswith(f"pruned: after {epochs} epochs, val/acc=")
+    assert "Trial 2 pruned" in result.stdout
+
+
+def test_a_search_cut_off_after_2_of_4_trials_continues_with_the_same_command(tmp_path):
+    command = multirun_command(tmp_path, *search_args("resume", "hydra.sweeper.n_trials=4"))
+    search = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    sweep_dir = tmp_path / "train" / "searches" / "resume"
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and search.poll() is None:
+            # read the study only once its first trial runs: it has been created by then
+            started = sweep_dir.is_dir() and job_folders(sweep_dir)
+            if started and len(load_study(tmp_path, "resume").get_trials(states=finished)) >= 2:
+                break
+            time.sleep(0.2)
+        assert search.poll() is None, "the search ended before it could be cut off"
+        os.kill(search.pid, signal.SIGKILL)  # a crash: no chance to clean up
+    finally:
+        search.kill()
+        search.wait()
+
+    before = load_study(tmp_path, "resume").trials
+    done = [t for t in before if t.state in finished]
+    assert len(done) == 2
+    cut_off = [t for t in before if t.state == TrialState.RUNNING]
+    assert len(cut_off) <= 1
+
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 of 4 trials already done" in result.stdout
+    after = load_study(tmp_path, "resume").trials
+    # the first two trials are kept as they were, not run again
+    assert [(t.params, t.value) for t in after[:2]] == [(t.params, t.value) for t in done]
+    for job in job_folders(sweep_dir)[:2]:
+        assert sum(s.startswith("running") for s in run_status(job)) == 1
+    assert len([t for t in after if t.state in finished]) == 4
+    if cut_off:  # the trial that was running failed, and its parameters ran again next
+        (trial,) = cut_off
+        assert after[trial.number].state == TrialState.FAIL
+        assert after[trial.number + 1].params == trial.params
+        assert f"Trial {trial.number} was cut off" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_joblib_launcher_runs_a_search_two_trials_at_a_time(tmp_path):
+    args = search_args(
+        "parallel", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "hydra/launcher=joblib"
+    )
+    result = multirun(tmp_path, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("is launching 2 jobs") == 2  # two batches of two parallel trials
+    study = load_study(tmp_path, "parallel")
+    assert len(study.trials) == 4
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    assert len(job_folders(tmp_path / "train" / "searches" / "parallel")) == 4
+
+
+@pytest.mark.slow
+def test_the_submitit_launcher_runs_sweep_jobs(tmp_path):
+    # the machinery of hydra/launcher=slurm, with local processes instead of SLURM jobs
+    result = multirun(tmp_path, "hydra/launcher=submitit_local", "optimizer.lr=0.001,0.01")
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep_dir = only_folder(tmp_path / "train" / "multiruns")
+    assert (sweep_dir / ".submitit").is_dir()
+    for job in job_folders(sweep_dir):
+        assert (job / "checkpoints" / "best.ckpt").is_file()
+        assert run_status(job)[-1] == "finished"

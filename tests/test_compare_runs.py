@@ -12,9 +12,9 @@ from matplotlib.image import imread
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from scripts.compare_runs import STATUS_TAG, compare, main
+from scripts.compare_runs import compare, main
 from src import PROJECT_ROOT
-from src.utils.tensorboard_session import STATUS_TAG as SESSION_STATUS_TAG
+from src.utils.run_records import STATUS_TAG
 from src.utils.tensorboard_session import TensorBoardSession
 
 # Overrides every job of the sweep gets: none of them is a column of the comparison.
@@ -161,10 +161,6 @@ def test_unfinished_runs_show_as_running_crashed_or_not_started(tmp_path: Path) 
         "queued": "not started",
     }
     assert rows[-1]["run"] == "queued"
-
-
-def test_status_tag_is_the_one_the_session_writes() -> None:
-    assert STATUS_TAG == SESSION_STATUS_TAG
 
 
 def test_no_runs_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,8 +24,8 @@ from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from src.utils.errors import user_error_in
 from src.utils.hparams import HParamValue
+from src.utils.run_records import STATUS_TAG
 
-STATUS_TAG = "run/status"
 # How each end status shows in TensorBoard's HPARAMS status filter.
 END_STATUS = {"finished": "STATUS_SUCCESS", "pruned": "STATUS_SUCCESS", "failed": "STATUS_FAILURE"}
 

@@ -197,9 +197,14 @@ def plot_curves(runs: list[RunSummary], monitor: str, path: Path, title: str) ->
             epoch_at = _epoch_at(run)
             steps = [step for step, _ in points]
             epochs = [epoch_at[s] for s in steps] if set(steps) <= set(epoch_at) else None
-            settings = " ".join(
-                f"{key.rsplit('.', 1)[-1]}={_short(hyperparameter_value(run, key))}"
-                for key in hyperparameters
+            named = all(f"{k}={hyperparameter_value(run, k)}" in run.name for k in hyperparameters)
+            settings = (
+                ""
+                if named
+                else " ".join(  # sweep folders already name their overrides
+                    f"{key.rsplit('.', 1)[-1]}={_short(hyperparameter_value(run, key))}"
+                    for key in hyperparameters
+                )
             )
             ended = "" if run.status in ("finished", "running") else f" ({run.status})"
             axes.plot(

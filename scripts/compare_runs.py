@@ -11,6 +11,7 @@ failed and pruned runs show as such instead of being left out.
 import argparse
 import csv
 import os
+import re
 import sys
 import tempfile
 from collections import Counter
@@ -226,6 +227,15 @@ def plot_curves(runs: list[RunSummary], monitor: str, path: Path, title: str) ->
     _replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=120))
 
 
+def _display_name(name: str) -> str:
+    """A run's name for the table: a sweep job's folder `3_optimizer=sgd,...` as `3`, since the
+    hyperparameter columns show its overrides (the CSV keeps the whole name)."""
+    *parents, last = name.split("/")
+    if re.match(r"\d+_", last):
+        last = last.split("_", 1)[0]
+    return "/".join([*parents, last])
+
+
 def rich_table(columns: list[str], rows: list[dict[str, Cell]], title: str) -> Table:
     """The rows as a rich table: long numbers to 4 significant digits, statuses in colour."""
     table = Table(title=title)
@@ -236,7 +246,7 @@ def rich_table(columns: list[str], rows: list[dict[str, Cell]], title: str) -> T
     for row in rows:
         style = STATUS_STYLES.get(str(row["status"]), "dim")
         # Text, not markup: an error message like "[Errno 2] ..." must show as it is.
-        cells = {c: _short(row[c]) for c in columns} | {"run": str(row["run"])}
+        cells = {c: _short(row[c]) for c in columns} | {"run": _display_name(str(row["run"]))}
         table.add_row(*(Text(cells[c], style if c == "status" else "") for c in columns))
     return table
 

@@ -31,12 +31,27 @@ def _metric_direction(metric: str) -> str:
 OmegaConf.register_new_resolver("metric_direction", _metric_direction, replace=True)
 
 
+def _short_value(item: str) -> str:
+    """`key=value` with a long float value cut to 4 significant digits (a label, not the value)."""
+    key, _, value = item.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return item
+    return f"{key}={number:.4g}" if len(value) > 6 and ("." in value or "e" in value) else item
+
+
 def _sweep_job_dir(number: int, overrides: str) -> str:
     """A sweep job's folder name: its number and overrides, e.g. `1_optimizer=sgd,optimizer.lr=0.1`,
-    so TensorBoard's run names say what each run changed (cut at 120 characters)."""
-    kept = ",".join(o for o in overrides.split(",") if o and not o.startswith("~"))
-    name = f"{number}_{kept}" if kept else str(number)
-    return name.replace("/", "-")[:120]
+    so TensorBoard's run names say what each run changed (at most 120 characters)."""
+    name = str(number)
+    for item in overrides.split(","):
+        if item and not item.startswith("~"):
+            part = _short_value(item).replace("/", "-")
+            if len(name) + 1 + len(part) > 120:
+                break
+            name += ("_" if name == str(number) else ",") + part
+    return name
 
 
 # configs/hydra/default.yaml:

@@ -11,6 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from src.utils.run import release_stderr
 from src.utils.tensorboard_session import describe
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class GridSweeper(BasicSweeper):
         while not self.is_done():
             batch = self.get_job_batch()
             self.validate_batch_is_legal(batch)  # composition errors before any job runs
+            release_stderr()  # jobs may run in other processes, which cannot release it
             results.extend(self.launcher.launch(batch, initial_job_idx=len(results)))
 
         failed = report_failures(results)

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from src.sweepers.grid import report_failures
 from src.sweepers.search_space import parse_search_space
+from src.utils.run import release_stderr
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ class OptunaSweeper(Sweeper):
         search = {"space": space.descriptions, "fixed": space.fixed, "direction": self.direction}
         study = self._study(sweep_dir, search)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        release_stderr()  # the search is set up; trials may run in other processes
         self._retry_interrupted(study)
 
         done = self._trials_done(study)

@@ -89,11 +89,12 @@ def hydra_errors_on_one_line() -> Iterator[None]:
             raise SystemExit(2) from None
         raise
     finally:
-        _release_stderr()
+        release_stderr()
 
 
-def _release_stderr() -> None:
-    """Give stderr back to the terminal, with whatever was held meanwhile."""
+def release_stderr() -> None:
+    """Give stderr back to the terminal, with whatever was held meanwhile: once the config
+    composed (a task or a sweep starts), errors are no longer Hydra's composition errors."""
     if not _held_stderr:
         return
     real = _held_stderr.pop()
@@ -115,7 +116,7 @@ def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfi
 
     @wraps(task)
     def wrapped(cfg: DictConfig) -> Any:
-        _release_stderr()  # the config composed: from here on stderr goes out as written
+        release_stderr()  # the config composed: from here on stderr goes out as written
         try:
             return task(cfg)
         except Exception as exc:

@@ -8,6 +8,8 @@ metric after every epoch and stops the trial early when the pruner finds it hope
 """
 
 import logging
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,12 +28,14 @@ from optuna.trial import TrialState
 from src.sweepers.grid import report_failures
 from src.sweepers.search_space import parse_search_space
 from src.utils.run import release_stderr
+from src.utils.run_records import pid_alive
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted"  # user attribute of a trial cut off by a crash (tried again)
 PRUNED = "pruned"  # user attribute the pruning callback sets: why the trial was stopped
 SEARCH = "search"  # study attribute: the search space and fixed overrides it was started with
+OWNER = "search_process"  # user attribute: host:pid of the search that runs the trial
 
 
 class SearchSetupError(CompactHydraException):
@@ -131,8 +135,15 @@ class OptunaSweeper(Sweeper):
         return study
 
     def _retry_interrupted(self, study: optuna.Study) -> None:
-        """Trials left running by a crashed search fail, and their parameters are tried again."""
+        """Trials left running by a crashed search fail, and their parameters are tried again.
+
+        Only trials whose search process is gone: a study in a shared database may have trials
+        running for another search, here or on another machine."""
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            host, _, pid = str(trial.user_attrs.get(OWNER, "")).rpartition(":")
+            if host != socket.gethostname() or not pid.isdigit() or pid_alive(int(pid)):
+                log.info(f"Trial {trial.number} is running for another search ({host}:{pid}).")
+                continue
             log.warning(f"Trial {trial.number} was cut off; trying its parameters again.")
             optuna.Trial(study, trial._trial_id).set_user_attr(INTERRUPTED, True)
             study.tell(trial.number, state=TrialState.FAIL)
@@ -183,14 +194,18 @@ class OptunaSweeper(Sweeper):
         results: list[JobReturn] = []
         while done < self.n_trials:
             trials = [study.ask() for _ in range(min(self.n_jobs, self.n_trials - done))]
+            for trial in trials:
+                trial.set_user_attr(OWNER, f"{socket.gethostname()}:{os.getpid()}")
+            # each job is numbered after its trial (the pruning callback finds it so); another
+            # search sharing the study may have taken numbers in between
             numbers = [t.number for t in trials]
-            if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
-                raise RuntimeError(f"trial numbers {numbers} are not consecutive")
-            batch = [space.overrides(t) for t in trials]
-            returns = self.launcher.launch(batch, initial_job_idx=numbers[0])
-            for trial, result in zip(trials, returns, strict=True):
-                self._tell(study, trial, result)
-            results.extend(returns)
+            consecutive = numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+            for launch in [trials] if consecutive else [[t] for t in trials]:
+                batch = [space.overrides(t) for t in launch]
+                returns = self.launcher.launch(batch, initial_job_idx=launch[0].number)
+                for trial, result in zip(launch, returns, strict=True):
+                    self._tell(study, trial, result)
+                results.extend(returns)
             done += len(trials)
 
         report_failures(results, what="trials")

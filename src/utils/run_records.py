@@ -86,7 +86,8 @@ def _session_hparams(accumulator: EventAccumulator) -> dict[str, HParam]:
     return {key: _plain(value) for key, value in start.session_start_info.hparams.items()}
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process pid runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -106,7 +107,7 @@ def run_status(text: str | None, has_events: bool) -> tuple[str, str]:
     match = re.fullmatch(r"pid (\d+) on (\S+)", reason)
     if match is None or match[2] != socket.gethostname():
         return "unknown", f"no end recorded, last seen {reason}"
-    if _pid_alive(int(match[1])):
+    if pid_alive(int(match[1])):
         return "running", reason
     return "crashed", f"no end recorded, pid {match[1]} is gone"
 

@@ -58,6 +58,7 @@ def trial_of_this_job() -> optuna.Trial | None:
     sweeper = hydra_cfg.sweeper
     if not str(sweeper.get("_target_", "")).endswith("OptunaSweeper"):
         return None
+    _log_optuna_through_hydra()
     pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else optuna.pruners.NopPruner()
     study = optuna.load_study(
         study_name=sweeper.study_name,
@@ -69,6 +70,28 @@ def trial_of_this_job() -> optuna.Trial | None:
         study._study_id, int(hydra_cfg.job.num)
     )
     return optuna.Trial(study, trial_id)
+
+
+def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """How the search a study started with differs from this one, e.g. `scheduler: choice(none,
+    cosine), now choice(none,step)`."""
+    changes = []
+    for name in dict.fromkeys([*before["space"], *now["space"]]):
+        old, new = before["space"].get(name, "-"), now["space"].get(name, "-")
+        if old != new:
+            changes.append(f"{name}: {old}, now {new}")
+    for override in sorted(set(before["fixed"]) ^ set(now["fixed"])):
+        changes.append(f"{override} {'dropped' if override in before['fixed'] else 'added'}")
+    if before["direction"] != now["direction"]:
+        changes.append(f"direction: {before['direction']}, now {now['direction']}")
+    return "; ".join(changes)
+
+
+def _log_optuna_through_hydra() -> None:
+    """Optuna's messages through Python logging (Hydra's format, the run's log file), not
+    Optuna's own stderr handler."""
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
 
 
 class OptunaSweeper(Sweeper):
@@ -101,6 +124,7 @@ class OptunaSweeper(Sweeper):
         self.n_jobs = n_jobs
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
         self.enqueue_trials = [dict(t) for t in enqueue_trials or ()]
+        _log_optuna_through_hydra()
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -129,8 +153,8 @@ class OptunaSweeper(Sweeper):
         elif started_with != search:
             raise SearchSetupError(
                 f"study {self.study_name!r} in {sweep_dir} was started with another search "
-                f"({started_with}); run that command again to continue it, or pass "
-                "hydra.sweeper.study_name=NEW_NAME to start a new one"
+                f"({_differences(started_with, search)}): run that command again to continue "
+                "it, or pass hydra.sweeper.study_name=NEW_NAME to start a new one"
             )
         return study
 
@@ -181,7 +205,10 @@ class OptunaSweeper(Sweeper):
             )
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        search = {"space": space.descriptions, "fixed": space.fixed, "direction": self.direction}
+        # what a continued study must share with its start; where results go and how the
+        # config prints may change (another paths.log_dir is another study folder anyway)
+        fixed = [o for o in space.fixed if not o.startswith(("paths.", "extras."))]
+        search = {"space": space.descriptions, "fixed": fixed, "direction": self.direction}
         study = self._study(sweep_dir, search)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         release_stderr()  # the search is set up; trials may run in other processes

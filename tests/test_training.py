@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from src.eval import evaluate
 from src.train import train
@@ -61,6 +63,8 @@ def test_tensorboard_compares_runs_by_hyperparameters_and_status(trained):
     assert "trainer.default_root_dir" not in hparams  # a folder, not a hyperparameter
     status = run_status(out)
     assert status[0].startswith("running: pid ") and status[-1] == "finished"
+    end = tensorboard_events(out).PluginTagToContent("hparams")["_hparams_/session_end_info"]
+    assert HParamsPluginData.FromString(end).session_end_info.status == api_pb2.STATUS_SUCCESS
 
 
 def test_tensorboard_shows_augmented_images_and_the_confusion_matrix(trained):

@@ -26,8 +26,13 @@ from src.utils.errors import user_error_in
 from src.utils.hparams import HParamValue
 from src.utils.run_records import STATUS_TAG
 
-# How each end status shows in TensorBoard's HPARAMS status filter.
-END_STATUS = {"finished": "STATUS_SUCCESS", "pruned": "STATUS_SUCCESS", "failed": "STATUS_FAILURE"}
+# How each end shows in TensorBoard's HPARAMS status filter. Only the end is recorded: readers
+# keep the first record of a tag, so a "running" record would stay for good.
+SESSION_STATUS = {
+    "finished": "STATUS_SUCCESS",
+    "pruned": "STATUS_SUCCESS",
+    "failed": "STATUS_FAILURE",
+}
 
 
 def tensorboard_dir(cfg: DictConfig) -> Path | None:
@@ -51,9 +56,10 @@ def describe(exc: BaseException) -> str:
     return text if error is not exc else f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
-def _end_record(status: str) -> Summary:
+def _status_record(status: str) -> Summary:
+    """The HPARAMS session's end and its status."""
     info = SessionEndInfo(
-        status=api_pb2.Status.Value(END_STATUS[status]), end_time_secs=time.time()
+        status=api_pb2.Status.Value(SESSION_STATUS[status]), end_time_secs=time.time()
     )
     content = HParamsPluginData(session_end_info=info, version=metadata.PLUGIN_DATA_VERSION)
     plugin = SummaryMetadata.PluginData(
@@ -101,9 +107,9 @@ class TensorBoardSession:
 
     def end(self, status: str, reason: str = "") -> None:
         """Record how the run ended: finished, pruned or failed, with an optional reason."""
-        if status not in END_STATUS:
-            raise ValueError(f"unknown run status {status!r}")
-        self._write(_end_record(status), status=f"{status}: {reason}" if reason else status)
+        if status not in SESSION_STATUS:
+            raise ValueError(f"unknown end status {status!r}")
+        self._write(_status_record(status), status=f"{status}: {reason}" if reason else status)
         self.ended = True
 
     def __enter__(self) -> "TensorBoardSession":

@@ -65,6 +65,13 @@ def test_a_trial_whose_search_died_fails_and_its_parameters_run_again(sweeper):
     assert study.ask({"x": FloatDistribution(0, 1)}).params == trial.params  # the next trial
 
 
+def test_a_trial_cut_off_before_it_was_named_fails_too(sweeper):
+    study = optuna.create_study()
+    study.ask()  # the search died right after drawing it
+    sweeper._retry_interrupted(study)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL]
+
+
 def test_trials_of_a_live_or_remote_search_are_left_running(sweeper):
     study = optuna.create_study()
     cut_off_trial(study, f"{socket.gethostname()}:{os.getpid()}")

@@ -326,7 +326,8 @@ def test_a_search_cut_off_after_2_of_4_trials_continues_with_the_same_command(tm
     if cut_off:  # the trial that was running failed, and its parameters ran again next
         (trial,) = cut_off
         assert after[trial.number].state == TrialState.FAIL
-        assert after[trial.number + 1].params == trial.params
+        if trial.params:  # it may have been cut off before its parameters were drawn
+            assert after[trial.number + 1].params == trial.params
         assert f"Trial {trial.number} was cut off" in result.stdout
 
 

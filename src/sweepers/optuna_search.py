@@ -162,16 +162,19 @@ class OptunaSweeper(Sweeper):
         """Trials left running by a crashed search fail, and their parameters are tried again.
 
         Only trials whose search process is gone: a study in a shared database may have trials
-        running for another search, here or on another machine."""
+        running for another search, here or on another machine. A trial with no process named
+        was cut off between being drawn and being named."""
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            host, _, pid = str(trial.user_attrs.get(OWNER, "")).rpartition(":")
-            if host != socket.gethostname() or not pid.isdigit() or pid_alive(int(pid)):
-                log.info(f"Trial {trial.number} is running for another search ({host}:{pid}).")
+            owner = trial.user_attrs.get(OWNER)
+            host, _, pid = str(owner).rpartition(":")
+            if owner and (host != socket.gethostname() or pid_alive(int(pid))):
+                log.info(f"Trial {trial.number} is running for another search ({owner}).")
                 continue
             log.warning(f"Trial {trial.number} was cut off; trying its parameters again.")
             optuna.Trial(study, trial._trial_id).set_user_attr(INTERRUPTED, True)
             study.tell(trial.number, state=TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            if trial.params:  # none were drawn yet: the next new trial takes its place
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
     def _trials_done(self, study: optuna.Study) -> int:
         finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))

@@ -136,7 +136,8 @@ class ImageClassifier(L.LightningModule):
         if stage == "fit" and self.example_input_array is None and train_set is not None:
             # an input of the data's shape, for the model summary's sizes and the graph in
             # TensorBoard (logger.tensorboard.log_graph=true)
-            self.example_input_array = torch.zeros_like(train_set[0][0]).unsqueeze(0)
+            with torch.random.fork_rng(devices=[]):  # augmenting it must not shift the run's RNG
+                self.example_input_array = torch.zeros_like(train_set[0][0]).unsqueeze(0)
         if stage == "fit" and self.hparams.pos_weight == "auto":
             self.pos_weight.copy_(self._pos_weight_from_data())
         if self.hparams.compile and stage == "fit":

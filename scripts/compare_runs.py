@@ -25,10 +25,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from src.utils.hparams import NOT_HYPERPARAMETERS, metric_direction
 from src.utils.run_records import RunSummary, find_runs, natural_key, read_run
 
-# Overrides that say where or how a run is recorded or launched, not what it trains.
-NOT_HYPERPARAMETERS = ("paths", "extras", "hydra", "logger", "callbacks")
+# Overrides that say what or how to run, not what it trains (besides NOT_HYPERPARAMETERS).
 NOT_HYPERPARAMETER_KEYS = {"hparams_search", "ckpt_path", "task_name", "tags"}
 STATUS_STYLES = {"finished": "green", "running": "cyan", "pruned": "yellow", "failed": "red"}
 
@@ -56,7 +56,7 @@ def hyperparameter_columns(runs: list[RunSummary]) -> list[str]:
 
 def default_mode(metric: str) -> str:
     """`min` for losses and errors, `max` for the rest."""
-    return "min" if any(word in metric for word in ("loss", "error")) else "max"
+    return "min" if metric_direction(metric) == "minimize" else "max"
 
 
 def _named(runs: list[RunSummary], key: str) -> list[str]:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from src.utils.hparams import metric_direction
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 # configs/paths reads this, so runs and tests find data/ and logs/ whatever the working directory.
@@ -22,13 +24,8 @@ def _best_metric(task: str | None) -> str:
 OmegaConf.register_new_resolver("best_metric", _best_metric, replace=True)
 
 
-def _metric_direction(metric: str) -> str:
-    """How a search should move a metric: minimize losses and errors, maximize the rest."""
-    return "minimize" if any(w in metric for w in ("loss", "error")) else "maximize"
-
-
 # configs/hydra/sweeper/optuna.yaml: `direction: ${metric_direction:${optimized_metric}}`
-OmegaConf.register_new_resolver("metric_direction", _metric_direction, replace=True)
+OmegaConf.register_new_resolver("metric_direction", metric_direction, replace=True)
 
 
 def _short_value(item: str) -> str:

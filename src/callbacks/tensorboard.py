@@ -33,8 +33,7 @@ class AugmentedImageGrid(L.Callback):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object, batch_idx: int
     ) -> None:
-        writer = tensorboard_writer(trainer)
-        if self.logged or writer is None:
+        if self.logged or (writer := tensorboard_writer(trainer)) is None:
             return
         images = batch[0][: self.max_images].detach().float().cpu()
         # each image stretched to [0, 1]: normalised inputs become visible again
@@ -76,9 +75,10 @@ class ParameterHistograms(L.Callback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        writer = tensorboard_writer(trainer)
         epoch = trainer.current_epoch
-        if writer is None or not self._due(trainer) or self._gradients_logged_epoch == epoch:
+        if self._gradients_logged_epoch == epoch or not self._due(trainer):
+            return
+        if (writer := tensorboard_writer(trainer)) is None:
             return
         for name, param in pl_module.named_parameters():
             if param.grad is not None:

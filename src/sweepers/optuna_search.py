@@ -135,11 +135,13 @@ class OptunaSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
-    def _study(self, sweep_dir: Path, search: dict[str, Any]) -> optuna.Study:
+    def _study(
+        self, storage: optuna.storages.RDBStorage, sweep_dir: Path, search: dict[str, Any]
+    ) -> optuna.Study:
         """Create the study, or load it and check it searches what this command asks."""
         study = optuna.create_study(
             study_name=self.study_name,
-            storage=study_storage(self.storage, str(sweep_dir)),
+            storage=storage,
             sampler=self.sampler,
             pruner=self.pruner or optuna.pruners.NopPruner(),
             direction=self.direction,
@@ -212,7 +214,8 @@ class OptunaSweeper(Sweeper):
         # config prints may change (another paths.log_dir is another study folder anyway)
         fixed = [o for o in space.fixed if not o.startswith(("paths.", "extras."))]
         search = {"space": space.descriptions, "fixed": fixed, "direction": self.direction}
-        study = self._study(sweep_dir, search)
+        storage = study_storage(self.storage, str(sweep_dir))
+        study = self._study(storage, sweep_dir, search)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         release_stderr()  # the search is set up; trials may run in other processes
         self._retry_interrupted(study)
@@ -220,7 +223,7 @@ class OptunaSweeper(Sweeper):
         done = self._trials_done(study)
         if done:
             log.info(f"Study {self.study_name!r}: {done} of {self.n_trials} trials already done.")
-        log.info(f"Study {self.study_name!r} in {study_storage(self.storage, str(sweep_dir)).url}")
+        log.info(f"Study {self.study_name!r} in {storage.url}")
         results: list[JobReturn] = []
         while done < self.n_trials:
             trials = [study.ask() for _ in range(min(self.n_jobs, self.n_trials - done))]

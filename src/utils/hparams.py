@@ -12,6 +12,12 @@ NOT_HYPERPARAMETER_KEYS = ("trainer.default_root_dir",)
 HParamValue = str | int | float | bool
 
 
+def metric_direction(metric: str) -> str:
+    """How a search or a report should move a metric: minimize losses and errors, maximize the
+    rest."""
+    return "minimize" if any(word in metric for word in ("loss", "error")) else "maximize"
+
+
 def _short(value: Any) -> str:
     """A compact text for a list or a `_target_` config, e.g. RandomAffine(degrees=10)."""
     if isinstance(value, Mapping) and "_target_" in value:

@@ -123,8 +123,6 @@ class TensorBoardSession:
     ) -> Any:
         if exc is not None and not self.ended and (self.started or self.record_refusals):
             self.end("failed", describe(exc))
-        elif exc is None and self.started and not self.ended:
-            self.end("finished")
         return None
 
 

@@ -13,16 +13,12 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from src.callbacks.run_config import RUN_CONFIG_KEY
-from src.utils.checkpoint import allow_data_overrides, classifier_from_checkpoint, read_checkpoint
-from src.utils.instantiators import instantiate_loggers
-from src.utils.rich_utils import print_confusion_matrix
-from src.utils.run import (
-    apply_extras,
-    hydra_errors_on_one_line,
-    keep_file_logs_on_rank_zero,
-    report_user_errors,
-)
+import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use)
+from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero
+from src.cli.instantiate import instantiate_loggers
+from src.cli.one_line_errors import hydra_errors_on_one_line, report_user_errors
+from src.models.checkpoint import RUN_CONFIG_KEY, classifier_from_checkpoint, read_checkpoint
+from src.tracking.confusion_matrix import report_confusion_matrix
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +37,21 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     )
     trainer.test(model, datamodule=datamodule)
     if model.confusion_matrix is not None:
-        print_confusion_matrix(
+        report_confusion_matrix(
             model.confusion_matrix,
             model.hparams.class_names,
             Path(cfg.paths.output_dir) / "confusion_matrix.csv",
         )
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def allow_data_overrides(argv: list[str]) -> list[str]:
+    """Let `data.KEY=VALUE` arguments add to the data settings restored from the checkpoint.
+
+    eval.yaml starts with an empty `data` node that the checkpoint fills in, and Hydra only adds
+    keys to it when they are written `+data.KEY=VALUE`; this writes that for the user.
+    """
+    return [f"+{a}" if a.startswith("data.") and "=" in a else a for a in argv]
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="eval.yaml")

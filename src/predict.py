@@ -8,7 +8,6 @@ The checkpoint alone supplies the model, the class names, the task and the evalu
 import csv
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,14 @@ from omegaconf import DictConfig
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from src.callbacks.run_config import RUN_CONFIG_KEY
+import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use)
+from src.cli.errors import ConfigError
+from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero
+from src.cli.one_line_errors import hydra_errors_on_one_line, report_user_errors
 from src.data.predict_inputs import ImagePathDataset, find_images
 from src.data.transforms import build_transforms
-from src.utils.checkpoint import classifier_from_checkpoint, read_checkpoint
-from src.utils.errors import ConfigError
-from src.utils.run import (
-    apply_extras,
-    hydra_errors_on_one_line,
-    keep_file_logs_on_rank_zero,
-    report_user_errors,
-)
+from src.models.checkpoint import RUN_CONFIG_KEY, classifier_from_checkpoint, read_checkpoint
+from src.tracking.files import write_atomically
 
 log = logging.getLogger(__name__)
 FORMATS = ("csv", "json")
@@ -80,17 +76,18 @@ def csv_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]
 
 def write_records(records: list[dict[str, Any]], path: Path) -> None:
     """Write CSV or JSON (by the file's suffix) through a temporary file, so no half file stays."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".partial")
-    with open(partial, "w", newline="") as file:
-        if path.suffix == ".json":
-            json.dump(records, file, indent=1)
-        else:
-            header, rows = csv_rows(records)
-            writer = csv.writer(file)
-            writer.writerow(header)
-            writer.writerows(rows)
-    os.replace(partial, path)
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "w", newline="") as file:
+            if path.suffix == ".json":
+                json.dump(records, file, indent=1)
+            else:
+                header, rows = csv_rows(records)
+                writer = csv.writer(file)
+                writer.writerow(header)
+                writer.writerows(rows)
+
+    write_atomically(path, write)
 
 
 def predict(cfg: DictConfig) -> Path:

@@ -9,23 +9,21 @@ from pathlib import Path
 import hydra
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use)
 from src.callbacks.run_config import RunConfigCheckpoint
-from src.utils.checkpoint import existing_checkpoint
-from src.utils.errors import ConfigError
-from src.utils.hparams import flat_hyperparameters
-from src.utils.instantiators import instantiate_callbacks, instantiate_loggers
-from src.utils.rich_utils import print_confusion_matrix
-from src.utils.run import (
-    apply_extras,
-    hydra_errors_on_one_line,
-    in_multirun,
-    keep_file_logs_on_rank_zero,
-    metric_value,
-    report_user_errors,
-)
-from src.utils.tensorboard_session import TensorBoardSession, how_fit_ended, tensorboard_dir
+from src.cli.errors import ConfigError
+from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero
+from src.cli.instantiate import instantiate_callbacks, instantiate_loggers
+from src.cli.one_line_errors import hydra_errors_on_one_line, in_multirun, report_user_errors
+from src.models.checkpoint import existing_checkpoint
+from src.models.classifier import ImageClassifier
+from src.tracking.confusion_matrix import report_confusion_matrix
+from src.tracking.hparams import flat_hyperparameters
+from src.tracking.metrics import BEST, check_metrics_are_logged, metric_value
+from src.tracking.run_status import TensorBoardSession, how_fit_ended, tensorboard_dir
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +34,46 @@ def train(cfg: DictConfig) -> dict[str, float]:
         existing_checkpoint(cfg.ckpt_path)  # refuse a wrong path now, not after set-up
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    loggers = instantiate_loggers(cfg.get("logger"))
+    with TensorBoardSession(tensorboard_dir(loggers), record_refusals=in_multirun()) as session:
+        return _fit_and_test(cfg, loggers, session)
 
-    with TensorBoardSession(tensorboard_dir(cfg), record_refusals=in_multirun()) as session:
-        return _fit_and_test(cfg, session)
+
+def _monitors(cfg: DictConfig) -> dict[str, str]:
+    """Every metric the run watches during training, by its config key: `monitor`, and the
+    `monitor` of any callback or of the scheduler (a plateau schedule)."""
+    monitors = {"monitor": cfg.monitor} if cfg.get("monitor") else {}
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        if isinstance(callback, DictConfig) and callback.get("monitor"):
+            monitors[f"callbacks.{name}.monitor"] = callback.monitor
+    if (cfg.get("scheduler") or {}).get("monitor"):
+        monitors["scheduler.monitor"] = cfg.scheduler.monitor
+    return monitors
 
 
-def _fit_and_test(cfg: DictConfig, session: TensorBoardSession) -> dict[str, float]:
+def check_metrics(cfg: DictConfig, model: ImageClassifier) -> None:
+    """Refuse, before any work, a monitored or optimized metric the model does not log."""
+    stages = ["train", "val"] if cfg.get("train") else []
+    if cfg.get("test"):
+        stages.append("test")
+    optimized = cfg.get("optimized_metric")
+    check_metrics_are_logged(
+        _monitors(cfg),
+        validation=[m for m in model.logged_metric_names(["val"]) if not m.endswith(BEST)],
+        optimized=("optimized_metric", optimized) if optimized else None,
+        logged=model.logged_metric_names(stages),
+    )
+
+
+def _fit_and_test(
+    cfg: DictConfig, loggers: list[Logger], session: TensorBoardSession
+) -> dict[str, float]:
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
     with open_dict(cfg):  # what the data found; the model config reads it by interpolation
         cfg.data.task = datamodule.task
         cfg.data.num_classes = datamodule.num_classes
         cfg.data.class_names = list(datamodule.class_names)
-    apply_extras(cfg)
-    model: L.LightningModule = hydra.utils.instantiate(
+    model: ImageClassifier = hydra.utils.instantiate(
         cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"), _recursive_=False
     )
     model_task = (model.hparams.task, model.hparams.num_classes)
@@ -58,7 +83,8 @@ def _fit_and_test(cfg: DictConfig, session: TensorBoardSession) -> dict[str, flo
             f"is {datamodule.task} with {datamodule.num_classes}: drop the model.task and "
             "model.num_classes overrides, so the model follows the data"
         )
-    loggers = instantiate_loggers(cfg.get("logger"))
+    check_metrics(cfg, model)
+    apply_extras(cfg)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
@@ -78,7 +104,7 @@ def _fit_and_test(cfg: DictConfig, session: TensorBoardSession) -> dict[str, flo
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(trainer.callback_metrics)
         if model.confusion_matrix is not None:
-            print_confusion_matrix(
+            report_confusion_matrix(
                 model.confusion_matrix,
                 model.hparams.class_names,
                 Path(cfg.paths.output_dir) / "confusion_matrix.csv",

@@ -1,4 +1,5 @@
-"""Fixtures that compose the real configs with Hydra's compose API, writing into tmp_path."""
+"""Fixtures that compose the real configs with Hydra's compose API, writing into tmp_path, and
+the trained runs several test modules read (trained once per session)."""
 
 import os
 from collections.abc import Callable
@@ -10,12 +11,21 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use)
 from src import PROJECT_ROOT
+from src.train import train
 
 CONFIG_DIR = PROJECT_ROOT / "configs"
 
-# Keep tests quiet and fast: no config printing, small batches, CPU only.
+# Composed runs in tests: no config printing, CPU only.
 FAST = ["extras.print_config=false", "trainer.accelerator=cpu"]
+# A smaller multi-label digits data set (canvases per split).
+SMALL_MULTILABEL = [
+    "data=digits_multilabel",
+    "data.train_size=1500",
+    "data.val_size=300",
+    "data.test_size=300",
+]
 
 
 def compose_config(
@@ -32,6 +42,13 @@ def compose_config(
         cfg.paths.work_dir = os.getcwd()
         del cfg.hydra
     return cfg
+
+
+def compose_with_hydra(*overrides: str) -> DictConfig:
+    """train.yaml with its hydra node, as the sweepers and launchers receive it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        return compose("train.yaml", overrides=list(overrides), return_hydra_config=True)
 
 
 @pytest.fixture
@@ -52,6 +69,24 @@ def train_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 def _clear_hydra():
     yield
     GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory) -> tuple[Path, dict[str, float]]:
+    """What `make train` does: the default config, with CSV beside TensorBoard. Its folder and
+    returned metrics."""
+    out = tmp_path_factory.mktemp("default_run")
+    cfg = compose_config("train.yaml", out, [*FAST, "logger=tensorboard_csv"])
+    return out, train(cfg)
+
+
+@pytest.fixture(scope="session")
+def multilabel_run(tmp_path_factory) -> tuple[Path, dict[str, float]]:
+    """Three epochs of multi-label digits with pos_weight=auto: its folder and metrics."""
+    out = tmp_path_factory.mktemp("multilabel_run")
+    overrides = [*FAST, *SMALL_MULTILABEL, "trainer.max_epochs=3", "model.pos_weight=auto"]
+    return out, train(compose_config("train.yaml", out, overrides))
 
 
 @pytest.fixture

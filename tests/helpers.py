@@ -1,9 +1,68 @@
-"""Read what a run wrote, the way a user would: event files, CSV, checkpoints."""
+"""Run the commands and read what a run wrote, the way a user would: event files, CSV, folders."""
 
+import contextlib
 import csv
+import io
+import logging
+import runpy
+import subprocess
+import sys
 from pathlib import Path
 
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from src import PROJECT_ROOT
+
+# Commands whose output a test reads: no config tree, progress bar or model summary in the way.
+QUIET = [
+    "extras.print_config=false",
+    "~callbacks.rich_progress_bar",
+    "~callbacks.rich_model_summary",
+    "+trainer.enable_progress_bar=false",
+]
+
+
+def run_script(script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """`python SCRIPT ARGS` in a new process, from the repository root, as a user types it."""
+    command = [sys.executable, script, *args]
+    return subprocess.run(
+        command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_in_process(script: str, *args: str) -> subprocess.CompletedProcess:
+    """`python SCRIPT ARGS` run as __main__ in this process (no second start-up of torch and
+    Lightning, seconds each): the same code path, stdout, stderr and exit code."""
+    stdout, stderr, argv = io.StringIO(), io.StringIO(), sys.argv
+    sys.argv = [str(PROJECT_ROOT / script), *args]
+    code: int | str | None = 0
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            runpy.run_path(sys.argv[0], run_name="__main__")
+    except SystemExit as exit:
+        code = exit.code
+    finally:
+        sys.argv = argv
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            root.removeHandler(handler)  # the run's log file, in a folder that may be gone
+            handler.close()
+    returncode = code if isinstance(code, int) else int(code is not None)
+    return subprocess.CompletedProcess(args, returncode, stdout.getvalue(), stderr.getvalue())
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """The `error: ...` lines a command wrote to stderr."""
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def run_folders(log_dir: Path, task: str = "train") -> list[Path]:
+    """The run folders of `task` under log_dir, oldest first."""
+    return sorted((log_dir / task / "runs").glob("*")) if (log_dir / task).exists() else []
 
 
 def tensorboard_scalars(run_dir: Path) -> dict[str, list[float]]:

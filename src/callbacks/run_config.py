@@ -5,7 +5,7 @@ from typing import Any
 
 import lightning as L
 
-RUN_CONFIG_KEY = "run_config"
+from src.models.checkpoint import RUN_CONFIG_KEY
 
 
 class RunConfigCheckpoint(L.Callback):

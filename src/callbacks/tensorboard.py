@@ -9,7 +9,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
-from src.utils.figures import average_precision_bars, confusion_matrix_figure
+from src.tracking.figures import average_precision_bars, confusion_matrix_figure
 
 
 def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:

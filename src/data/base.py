@@ -7,8 +7,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from src.cli.errors import ConfigError
 from src.data.transforms import build_transforms
-from src.utils.errors import ConfigError
 
 
 def check_split_fractions(val_fraction: float, test_fraction: float) -> None:

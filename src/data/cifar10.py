@@ -7,8 +7,8 @@ from urllib.error import URLError
 import torch
 from torchvision.datasets import CIFAR10
 
+from src.cli.errors import ConfigError
 from src.data.base import ClassificationDataModule, TransformedDataset
-from src.utils.errors import ConfigError
 
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 

@@ -5,9 +5,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from src.cli.errors import ConfigError
 from src.data.base import ClassificationDataModule, TransformedDataset
 from src.data.digits import TensorImageDataset, load_digit_images, stratified_split
-from src.utils.errors import ConfigError
 
 CELL = 16  # each of the 2x2 cells holds one 16x16 digit
 

@@ -20,10 +20,10 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
+from src.cli.errors import ConfigError
 from src.data.base import ClassificationDataModule, TransformedDataset, check_split_fractions
 from src.data.images import IMAGE_EXTENSIONS, image_problem, is_hidden, list_images, load_rgb_image
 from src.data.labels_file import SPLITS, Sample, scan_labels_file
-from src.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-from src.utils.errors import ConfigError
+from src.cli.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 LABEL_SEPARATORS = re.compile(r"[;\s]+")

@@ -7,8 +7,8 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from src.cli.errors import ConfigError
 from src.data.images import IMAGE_EXTENSIONS, list_images, load_rgb_image
-from src.utils.errors import ConfigError
 
 
 def find_images(spec: str | None) -> list[Path]:

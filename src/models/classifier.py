@@ -9,11 +9,12 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor, nn
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, MeanMetric, MinMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from src.models.tasks import BEST_METRIC, TASKS, per_class_metrics, probabilities, task_metrics
-from src.utils.errors import ConfigError
+from src.cli.errors import ConfigError
+from src.models.tasks import TASKS, per_class_metrics, probabilities, task_metrics
+from src.tracking.metrics import BEST, default_monitor, metric_mode
 
 # Keys of a scheduler config that are Lightning's settings, not the scheduler's arguments.
 SCHEDULER_LIGHTNING_KEYS = ("interval", "frequency", "monitor")
@@ -89,9 +90,14 @@ class ImageClassifier(L.LightningModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        self.best_metric = BEST_METRIC[task]
-        self.val_best = MaxMetric()
-        self.val_best.persistent(True)  # kept in checkpoints, so a resumed run remembers it
+        self.val_loss = MeanMetric()
+        # The best value so far of every validation metric (val/<name>_best), the higher or the
+        # lower by the metric's direction; kept in checkpoints, so a resumed run remembers them.
+        self.val_best = nn.ModuleDict()
+        for name in ["loss", *metrics.keys()]:
+            best = MaxMetric() if metric_mode(name) == "max" else MinMetric()
+            best.persistent(True)
+            self.val_best[name] = best
         self.test_confusion = (
             MulticlassConfusionMatrix(num_classes) if task == "multiclass" else None
         )
@@ -180,14 +186,35 @@ class ImageClassifier(L.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, probs, y = self._step(batch)
         self.val_metrics.update(probs, y.long())
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.val_loss.update(loss, weight=len(y))
+        self.log("val/loss", self.val_loss, on_epoch=True, prog_bar=True)
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:  # the sanity check's few batches are no real result
             return
-        self.val_best.update(self.val_metrics[self.best_metric].compute())
-        self.log(f"val/{self.best_metric}_best", self.val_best.compute(), prog_bar=True)
+        shown = default_monitor(self.hparams.task).removeprefix("val/")
+        for name, best in self.val_best.items():
+            metric = self.val_loss if name == "loss" else self.val_metrics[name]
+            best.update(metric.compute())
+            self.log(f"val/{name}{BEST}", best.compute(), prog_bar=name == shown)
+
+    def logged_metric_names(self, stages: Sequence[str] = ("train", "val", "test")) -> list[str]:
+        """The names of the metrics this model logs in the given stages, e.g. val/acc_best."""
+        metrics = list(self.val_metrics.keys(keep_base=True))
+        names = {
+            "train": ["train/loss", "train/lr", *(f"train/{m}" for m in metrics)],
+            "val": [f"val/{m}" for m in ["loss", *metrics]]
+            + [f"val/{m}{BEST}" for m in self.val_best],
+            "test": ["test/loss", *(f"test/{m}" for m in metrics)],
+        }
+        if self.test_per_class is not None:
+            names["test"] += [
+                f"test/{m}_{c}"
+                for m in self.test_per_class.keys(keep_base=True)
+                for c in self.hparams.class_names
+            ]
+        return [name for stage in stages for name in names[stage]]
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, probs, y = self._step(batch)

@@ -12,8 +12,6 @@ from torchmetrics.classification import (
 )
 
 TASKS = ("multiclass", "multilabel")
-# The validation metric that picks the best checkpoint (logged as val/<name>_best too).
-BEST_METRIC = {"multiclass": "acc", "multilabel": "map"}
 
 
 def task_metrics(task: str, num_classes: int, threshold: float = 0.5) -> MetricCollection:

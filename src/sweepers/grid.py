@@ -11,8 +11,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from src.utils.run import release_stderr
-from src.utils.tensorboard_session import describe
+from src.cli.errors import one_line_reason
+from src.cli.one_line_errors import release_stderr
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def report_failures(results: Sequence[JobReturn], what: str = "jobs") -> int:
     for result in failed:
         folder = result.hydra_cfg.hydra.runtime.output_dir if result.hydra_cfg else None
         name = Path(folder).name if folder else " ".join(result.overrides or [])
-        log.error(f"  {name}: {describe(result._return_value)}")
+        log.error(f"  {name}: {one_line_reason(result._return_value)}")
     return len(failed)
 
 

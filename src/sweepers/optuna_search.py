@@ -3,7 +3,7 @@
 The study lives in a SQLite file in the sweep folder (`optuna.db`), so the same command run
 again after a crash continues the search: finished trials are kept, the trial that was cut off is
 tried again with its parameters, and only the trials still missing are run. Each trial is a Hydra
-job in `<sweep dir>/<trial number>/`; the OptunaPruning callback in the job reports the monitored
+job in `<sweep dir>/<trial number>/`; the OptunaPruning callback in the job reports the optimized
 metric after every epoch and stops the trial early when the pruner finds it hopeless.
 """
 
@@ -15,61 +15,36 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, RunMode, TaskFunction
-from hydra.utils import instantiate
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from src.cli.one_line_errors import release_stderr
 from src.sweepers.grid import report_failures
+from src.sweepers.optuna_trial import (
+    INTERRUPTED_ATTR,
+    OWNER_ATTR,
+    PRUNED_ATTR,
+    SEARCH_ATTR,
+    log_optuna_through_hydra,
+    study_storage,
+)
 from src.sweepers.search_space import parse_search_space
-from src.utils.run import release_stderr
-from src.utils.run_records import pid_alive
+from src.tracking.hparams import is_hyperparameter
+from src.tracking.run_records import pid_alive
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "interrupted"  # user attribute of a trial cut off by a crash (tried again)
-PRUNED = "pruned"  # user attribute the pruning callback sets: why the trial was stopped
-SEARCH = "search"  # study attribute: the search space and fixed overrides it was started with
-OWNER = "search_process"  # user attribute: host:pid of the search that runs the trial
+# `direction` as the metric_mode resolver gives it (max, min) or as Optuna names it
+DIRECTIONS = {"max": "maximize", "min": "minimize", "maximize": "maximize", "minimize": "minimize"}
 
 
 class SearchSetupError(CompactHydraException):
     """A search that cannot start as asked; Hydra prints the message without a traceback."""
-
-
-def study_storage(storage: str | None, sweep_dir: str) -> optuna.storages.RDBStorage:
-    """The study's storage: `storage` if given, else SQLite file optuna.db in the sweep folder."""
-    url = storage or f"sqlite:///{Path(sweep_dir).resolve() / 'optuna.db'}"
-    # parallel trials write to the same file: wait for its lock instead of failing at once
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine)
-
-
-def trial_of_this_job() -> optuna.Trial | None:
-    """This Hydra job's trial when it runs inside an OptunaSweeper search, else None."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return None
-    hydra_cfg = HydraConfig.get()
-    sweeper = hydra_cfg.sweeper
-    if not str(sweeper.get("_target_", "")).endswith("OptunaSweeper"):
-        return None
-    _log_optuna_through_hydra()
-    pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else optuna.pruners.NopPruner()
-    study = optuna.load_study(
-        study_name=sweeper.study_name,
-        storage=study_storage(sweeper.get("storage"), hydra_cfg.sweep.dir),
-        pruner=pruner,
-    )
-    # the sweeper numbers each job after its trial
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(
-        study._study_id, int(hydra_cfg.job.num)
-    )
-    return optuna.Trial(study, trial_id)
 
 
 def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
@@ -85,13 +60,6 @@ def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
     if before["direction"] != now["direction"]:
         changes.append(f"direction: {before['direction']}, now {now['direction']}")
     return "; ".join(changes)
-
-
-def _log_optuna_through_hydra() -> None:
-    """Optuna's messages through Python logging (Hydra's format, the run's log file), not
-    Optuna's own stderr handler."""
-    optuna.logging.disable_default_handler()
-    optuna.logging.enable_propagation()
 
 
 class OptunaSweeper(Sweeper):
@@ -111,12 +79,12 @@ class OptunaSweeper(Sweeper):
         params: DictConfig | None = None,
         enqueue_trials: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        if direction not in ("maximize", "minimize"):
-            raise SearchSetupError(f"hydra.sweeper.direction={direction}: use maximize or minimize")
+        if direction not in DIRECTIONS:
+            raise SearchSetupError(f"hydra.sweeper.direction={direction}: use max or min")
         if n_trials < 1 or n_jobs < 1:
             raise SearchSetupError("hydra.sweeper.n_trials and n_jobs must be 1 or more")
         self.study_name = study_name
-        self.direction = direction
+        self.direction = DIRECTIONS[direction]
         self.n_trials = n_trials
         self.sampler = sampler
         self.pruner = pruner
@@ -124,7 +92,7 @@ class OptunaSweeper(Sweeper):
         self.n_jobs = n_jobs
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
         self.enqueue_trials = [dict(t) for t in enqueue_trials or ()]
-        _log_optuna_through_hydra()
+        log_optuna_through_hydra()
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -147,9 +115,9 @@ class OptunaSweeper(Sweeper):
             direction=self.direction,
             load_if_exists=True,
         )
-        started_with = study.user_attrs.get(SEARCH)
+        started_with = study.user_attrs.get(SEARCH_ATTR)
         if started_with is None:
-            study.set_user_attr(SEARCH, search)
+            study.set_user_attr(SEARCH_ATTR, search)
             for params in self.enqueue_trials:  # a new study tries these first
                 study.enqueue_trial(params)
         elif started_with != search:
@@ -167,13 +135,13 @@ class OptunaSweeper(Sweeper):
         running for another search, here or on another machine. A trial with no process named
         was cut off between being drawn and being named."""
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner = trial.user_attrs.get(OWNER)
+            owner = trial.user_attrs.get(OWNER_ATTR)
             host, _, pid = str(owner).rpartition(":")
             if owner and (host != socket.gethostname() or pid_alive(int(pid))):
                 log.info(f"Trial {trial.number} is running for another search ({owner}).")
                 continue
             log.warning(f"Trial {trial.number} was cut off; trying its parameters again.")
-            optuna.Trial(study, trial._trial_id).set_user_attr(INTERRUPTED, True)
+            optuna.Trial(study, trial._trial_id).set_user_attr(INTERRUPTED_ATTR, True)
             study.tell(trial.number, state=TrialState.FAIL)
             if trial.params:  # none were drawn yet: the next new trial takes its place
                 study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
@@ -183,14 +151,14 @@ class OptunaSweeper(Sweeper):
         failed = [
             t
             for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-            if not t.user_attrs.get(INTERRUPTED)
+            if not t.user_attrs.get(INTERRUPTED_ATTR)
         ]
         return len(finished) + len(failed)
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> None:
         """Record a finished job: complete with its value, pruned, or failed."""
         # the job wrote to the storage: read it there, not from the trial's cached copy
-        pruned = study._storage.get_trial_user_attrs(trial._trial_id).get(PRUNED)
+        pruned = study._storage.get_trial_user_attrs(trial._trial_id).get(PRUNED_ATTR)
         if result.status == JobStatus.COMPLETED and pruned:
             study.tell(trial, state=TrialState.PRUNED)
             log.info(f"Trial {trial.number} pruned: {pruned}")
@@ -212,7 +180,7 @@ class OptunaSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         # what a continued study must share with its start; where results go and how the
         # config prints may change (another paths.log_dir is another study folder anyway)
-        fixed = [o for o in space.fixed if not o.startswith(("paths.", "extras."))]
+        fixed = [o for o in space.fixed if is_hyperparameter(o)]
         search = {"space": space.descriptions, "fixed": fixed, "direction": self.direction}
         storage = study_storage(self.storage, str(sweep_dir))
         study = self._study(storage, sweep_dir, search)
@@ -228,7 +196,7 @@ class OptunaSweeper(Sweeper):
         while done < self.n_trials:
             trials = [study.ask() for _ in range(min(self.n_jobs, self.n_trials - done))]
             for trial in trials:
-                trial.set_user_attr(OWNER, f"{socket.gethostname()}:{os.getpid()}")
+                trial.set_user_attr(OWNER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
             # each job is numbered after its trial (the pruning callback finds it so); another
             # search sharing the study may have taken numbers in between
             numbers = [t.number for t in trials]

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import ResNet50_Weights, resnet50
 
-from src.utils.errors import ConfigError
+from src.cli.errors import ConfigError
 
 WEIGHT_CHOICES = ("IMAGENET1K_V1", "IMAGENET1K_V2")
 

@@ -1,21 +1,37 @@
-"""The composed config as flat hyperparameters, for TensorBoard's HPARAMS tab and run reports."""
+"""The composed config as flat hyperparameters, and the one list of what is not one.
+
+The HPARAMS record in TensorBoard, the comparison report's columns, the folder names of sweep jobs
+and the settings a continued Optuna study must share all leave out the same keys.
+"""
 
 from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-# Config parts that say where and how a run is recorded, not what was trained.
-NOT_HYPERPARAMETERS = ("paths", "extras", "logger", "callbacks", "hydra")
-NOT_HYPERPARAMETER_KEYS = ("trainer.default_root_dir",)
+# Config keys (and everything under them) that say where a run is recorded, how it is watched or
+# started, not what it trains. Overrides of them do not name sweep jobs or tell runs apart.
+NOT_HYPERPARAMETERS = (
+    "paths",
+    "extras",
+    "logger",
+    "callbacks",
+    "hydra",
+    "hparams_search",
+    "task_name",
+    "tags",
+    "ckpt_path",
+    "trainer.default_root_dir",
+)
 
 HParamValue = str | int | float | bool
 
 
-def metric_direction(metric: str) -> str:
-    """How a search or a report should move a metric: minimize losses and errors, maximize the
-    rest."""
-    return "minimize" if any(word in metric for word in ("loss", "error")) else "maximize"
+def is_hyperparameter(key: str) -> bool:
+    """Whether a config key or a command-line override (`optimizer.lr`, `+data.x=1`) sets
+    something that shapes what a run trains."""
+    key = key.partition("=")[0].lstrip("+~")
+    return not any(key == k or key.startswith(f"{k}.") for k in NOT_HYPERPARAMETERS)
 
 
 def _short(value: Any) -> str:
@@ -52,6 +68,5 @@ def flat_hyperparameters(cfg: DictConfig) -> dict[str, HParamValue]:
     container = OmegaConf.to_container(cfg, resolve=True)
     flat: dict[str, HParamValue] = {}
     for key, value in container.items():
-        if key not in NOT_HYPERPARAMETERS:
-            _flatten(value, f"{key}.", flat)
-    return {k: v for k, v in flat.items() if k not in NOT_HYPERPARAMETER_KEYS}
+        _flatten(value, f"{key}.", flat)
+    return {k: v for k, v in flat.items() if is_hyperparameter(k)}

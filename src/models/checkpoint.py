@@ -7,10 +7,12 @@ from typing import Any
 
 import torch
 
-from src.callbacks.run_config import RUN_CONFIG_KEY
+from src.cli.errors import ConfigError
 from src.models.classifier import ImageClassifier
-from src.utils.errors import ConfigError
 
+# Where a checkpoint keeps the composed config of its run (src/callbacks/run_config.py puts it
+# there), which eval and predict rebuild the data and transforms from.
+RUN_CONFIG_KEY = "run_config"
 EXAMPLE = "logs/train/runs/<run>/checkpoints/best.ckpt"
 
 
@@ -50,12 +52,3 @@ def classifier_from_checkpoint(checkpoint: dict[str, Any]) -> ImageClassifier:
     model = ImageClassifier(**hparams)
     model.load_state_dict(checkpoint["state_dict"])
     return model
-
-
-def allow_data_overrides(argv: list[str]) -> list[str]:
-    """Let `data.KEY=VALUE` arguments add to the data settings restored from the checkpoint.
-
-    eval.yaml starts with an empty `data` node that the checkpoint fills in, and Hydra only adds
-    keys to it when they are written `+data.KEY=VALUE`; this writes that for the user.
-    """
-    return [f"+{a}" if a.startswith("data.") and "=" in a else a for a in argv]

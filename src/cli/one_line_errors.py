@@ -1,11 +1,15 @@
-"""What every entry point does around its task: extras, one-line user errors, metric lookup."""
+"""Bad input as one `error: ...` line and exit code 2: Hydra's composition errors and our own.
+
+Hydra prints a composition error (an unknown key or option) over several lines before the task
+starts, so stderr is held back until the config has composed; the sweepers release it once their
+own set-up is done, since jobs may run in other processes.
+"""
 
 import io
 import logging
 import shutil
 import sys
-import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
@@ -16,35 +20,9 @@ from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from src.utils.errors import ConfigError, user_error_in
-from src.utils.rich_utils import print_config_tree
+from src.cli.errors import RAISED_IN_RESOLVER, ConfigError, user_error_in
 
 log = logging.getLogger(__name__)
-
-
-def apply_extras(cfg: DictConfig) -> None:
-    """Optional run-wide utilities from the `extras` group (never prompts: CI has no terminal)."""
-    extras = cfg.get("extras") or {}
-    if extras.get("ignore_warnings"):
-        warnings.filterwarnings("ignore")
-    if extras.get("print_config"):
-        print_config_tree(cfg, save_to=Path(cfg.paths.output_dir) / "config_tree.log")
-
-
-def _remove_empty_run_folder() -> None:
-    """Remove the folder of a run refused before any work (it holds only config and log)."""
-    if not HydraConfig.initialized() or not rank_zero_only.rank == 0:
-        return
-    folder = Path(HydraConfig.get().runtime.output_dir)
-    written = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-    before_work = {".hydra", f"{HydraConfig.get().job.name}.log", "config_tree.log"}
-    if written <= before_work:
-        shutil.rmtree(folder)
-        for empty in (folder.parent, folder.parent.parent):  # runs/, <task_name>/
-            if any(empty.iterdir()):
-                break
-            empty.rmdir()
-
 
 # Lines of Hydra's composition errors that repeat the first line or point elsewhere.
 HYDRA_NOISE = (
@@ -56,8 +34,18 @@ HYDRA_NOISE = (
 _held_stderr: list = []
 
 
-def _one_line(report: str) -> str:
-    """Hydra's several-line composition error as one line; indented lists joined by commas."""
+def _one_line(report: str) -> str | None:
+    """Hydra's several-line error report as one line (indented lists joined by commas), or None
+    for a traceback of anything but bad input."""
+    if "Traceback" in report:  # ours only if its last line is a ConfigError's, maybe in a resolver
+        error, _, message = report.strip().splitlines()[-1].partition(": ")
+        if error.rsplit(".", 1)[-1] == ConfigError.__name__:
+            return message
+        return (
+            message.removeprefix(RAISED_IN_RESOLVER)
+            if message.startswith(RAISED_IN_RESOLVER)
+            else None
+        )
     parts: list[str] = []
     for line in report.splitlines():
         text = line.strip()
@@ -83,9 +71,10 @@ def hydra_errors_on_one_line() -> Iterator[None]:
         yield
     except SystemExit as exit:
         report = held.getvalue()
-        if sys.stderr is held and exit.code and report and "Traceback" not in report:
+        line = _one_line(report) if sys.stderr is held and exit.code and report else None
+        if line is not None:
             sys.stderr = real
-            print(f"error: {_one_line(report)}", file=real)
+            print(f"error: {line}", file=real)
             raise SystemExit(2) from None
         raise
     finally:
@@ -108,6 +97,21 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _remove_refused_run_folder() -> None:
+    """Remove the folder of a run refused before any work (it holds only config and log)."""
+    if not HydraConfig.initialized() or not rank_zero_only.rank == 0:
+        return
+    folder = Path(HydraConfig.get().runtime.output_dir)
+    written = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    before_work = {".hydra", f"{HydraConfig.get().job.name}.log", "config_tree.log"}
+    if written <= before_work:
+        shutil.rmtree(folder)
+        for empty in (folder.parent, folder.parent.parent):  # runs/, <task_name>/
+            if any(empty.iterdir()):
+                break
+            empty.rmdir()
+
+
 def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Turn bad user input into one `error: ...` line on stderr and exit code 2, not a traceback.
 
@@ -127,27 +131,7 @@ def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfi
                 log.error(f"error: {error}")
                 raise
             print(f"error: {error}", file=sys.stderr)
-            _remove_empty_run_folder()
+            _remove_refused_run_folder()
             sys.exit(2)
 
     return wrapped
-
-
-def metric_value(metrics: Mapping[str, Any], name: str | None) -> float | None:
-    """The value of metric `name`, for sweepers; None when no metric is named."""
-    if not name:
-        return None
-    if name not in metrics:
-        raise ConfigError(
-            f"optimized_metric={name} was not logged: use one of {', '.join(sorted(metrics))}"
-        )
-    return float(metrics[name])
-
-
-def keep_file_logs_on_rank_zero() -> None:
-    """Under DDP, only rank zero writes the run's log file (the others' handlers never open it)."""
-    if rank_zero_only.rank == 0:
-        return
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
-        root.removeHandler(handler)

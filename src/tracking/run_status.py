@@ -3,7 +3,7 @@
 TensorBoard's HPARAMS tab shows one row per session: the hyperparameters come from the session's
 start record, the metrics from the scalars logged beside it, and the status from its end record.
 The same folder gets a `run/status` text (running, finished, pruned or failed, with a reason) that
-`scripts/compare_runs.py` reads to show crashed and unfinished runs as such.
+the comparison report (src/tracking/report.py) reads to show crashed and unfinished runs as such.
 """
 
 import os
@@ -14,17 +14,17 @@ from types import TracebackType
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.plugins.hparams import api_pb2, metadata
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-from src.utils.errors import user_error_in
-from src.utils.hparams import HParamValue
-from src.utils.run_records import STATUS_TAG
+from src.cli.errors import one_line_reason
+from src.tracking.hparams import HParamValue
+from src.tracking.run_records import STATUS_TAG
 
 # How each end shows in TensorBoard's HPARAMS status filter. Only the end is recorded: readers
 # keep the first record of a tag, so a "running" record would stay for good.
@@ -33,27 +33,6 @@ SESSION_STATUS = {
     "pruned": "STATUS_SUCCESS",
     "failed": "STATUS_FAILURE",
 }
-
-
-def tensorboard_dir(cfg: DictConfig) -> Path | None:
-    """The folder the config's TensorBoardLogger writes to, or None without one."""
-    for logger in (cfg.get("logger") or {}).values():
-        if isinstance(logger, DictConfig) and str(logger.get("_target_", "")).endswith(
-            "TensorBoardLogger"
-        ):
-            version = logger.get("version")
-            version = f"version_{version}" if isinstance(version, int) else (version or "")
-            return Path(logger.save_dir) / (logger.get("name") or "") / version
-    return None
-
-
-def describe(exc: BaseException) -> str:
-    """One line saying why a run stopped with this exception."""
-    if isinstance(exc, KeyboardInterrupt | SystemExit):
-        return "interrupted"
-    error = user_error_in(exc) or exc
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return text if error is not exc else f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
 def _status_record(status: str) -> Summary:
@@ -122,8 +101,16 @@ class TensorBoardSession:
         traceback: TracebackType | None,
     ) -> Any:
         if exc is not None and not self.ended and (self.started or self.record_refusals):
-            self.end("failed", describe(exc))
+            self.end("failed", one_line_reason(exc))
         return None
+
+
+def tensorboard_dir(loggers: list[Logger]) -> Path | None:
+    """The folder the run's TensorBoardLogger writes to, or None without one."""
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return Path(logger.log_dir)
+    return None
 
 
 def how_fit_ended(trainer: L.Trainer) -> tuple[str, str]:

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-# The text tag src/utils/tensorboard_session.py writes: running, finished, pruned or failed.
+# The text tag src/tracking/run_status.py writes: running, finished, pruned or failed.
 STATUS_TAG = "run/status"
 EVENT_FILES = "events.out.tfevents.*"
 # Every scalar and status text; not the images, histograms and audio a run may also log.

@@ -1,1 +1,0 @@
-"""Small helpers the entry points share."""

@@ -10,8 +10,8 @@ import torch
 from hydra.utils import instantiate
 from torchvision.datasets import CIFAR10
 
+from src.cli.errors import ConfigError
 from src.train import train
-from src.utils.errors import ConfigError
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -89,7 +89,8 @@ def test_datamodule_splits_and_transforms_the_archive(train_cfg, tiny_cifar10):
 
 def test_trains_a_step_on_the_archive(train_cfg, tiny_cifar10):
     metrics = train(train_cfg(*cifar_overrides(tiny_cifar10), "debug=fdr"))
-    assert metrics["train/loss"] > 0 and "test/acc" in metrics
+    # an untrained 10-class network's cross-entropy is near ln(10); not NaN, not zero
+    assert 1.0 < metrics["train/loss"] < 4.0 and 0 <= metrics["test/acc"] <= 1
 
 
 def test_corrupted_files_are_refused(train_cfg, tmp_path):

@@ -12,10 +12,11 @@ from matplotlib.image import imread
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from scripts.compare_runs import compare, main
-from src import PROJECT_ROOT
-from src.utils.run_records import STATUS_TAG
-from src.utils.tensorboard_session import TensorBoardSession
+from scripts.compare_runs import main
+from src.tracking.report import compare
+from src.tracking.run_records import STATUS_TAG
+from src.tracking.run_status import TensorBoardSession
+from tests.helpers import run_script
 
 # Overrides every job of the sweep gets: none of them is a column of the comparison.
 FIXED = [
@@ -163,6 +164,17 @@ def test_unfinished_runs_show_as_running_crashed_or_not_started(tmp_path: Path) 
     assert rows[-1]["run"] == "queued"
 
 
+def test_a_metric_of_unknown_direction_needs_a_mode(
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report"
+    assert main([str(sweep), "--metric", "train/lr", "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "no direction is known for metric 'train/lr'" in error[0]
+    assert error[0].endswith("or pass --mode max|min") and not out.exists()
+    assert main([str(sweep), "--metric", "val/acc", "--mode", "min", "--out", str(out)]) == 0
+
+
 def test_no_runs_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip().splitlines()
@@ -174,8 +186,7 @@ def test_no_runs_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_runs_from_the_command_line(tmp_path: Path) -> None:
     sweep = write_sweep(tmp_path)
-    script = [sys.executable, "scripts/compare_runs.py", str(sweep)]
-    result = subprocess.run(script, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    result = run_script("scripts/compare_runs.py", str(sweep))
     assert result.returncode == 0, result.stderr
     assert f"4 runs under {sweep}, sorted by val/acc_best" in result.stdout
     assert f"wrote {sweep / 'comparison.csv'}" in result.stdout

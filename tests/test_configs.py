@@ -1,14 +1,18 @@
-"""Every config composes, and every model x optimizer x scheduler runs one fast_dev_run step."""
+"""Every config composes as the README says, presets set what they promise, and every model,
+optimizer and scheduler meets every other one pairwise in a fast_dev_run step."""
 
-import itertools
+import math
+import re
 
 import pytest
-from hydra import compose, initialize_config_dir
+import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import OmegaConf
 
 from src import PROJECT_ROOT
+from src.cli.resolvers import sweep_job_dir
 from src.train import train
+from tests.conftest import compose_with_hydra
 
 CONFIGS = PROJECT_ROOT / "configs"
 
@@ -17,14 +21,26 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
 
 
-def test_groups_hold_the_options_the_readme_names():
-    assert options("model") == ["cnn", "resnet50"]
-    assert options("optimizer") == ["adam", "adamw", "rmsprop", "sgd"]
-    assert {"none", "step", "multistep", "cosine", "plateau", "warmup_cosine"} <= set(
-        options("scheduler")
-    )
-    assert {"default", "cpu", "gpu", "mps", "ddp", "ddp_cpu"} <= set(options("trainer"))
-    assert {"digits_cnn", "cifar10_cnn", "cifar10_resnet50"} <= set(options("experiment"))
+def readme_groups() -> dict[str, list[str]]:
+    """The README's table of config groups: group -> the options its row names."""
+    rows = re.findall(r"^\| `([\w/]+)` \| (.+?) \|", (PROJECT_ROOT / "README.md").read_text(), re.M)
+    return {group: re.findall(r"`(\w+)`", names) for group, names in rows}
+
+
+def test_the_readme_names_every_option_of_every_group():
+    groups = readme_groups()
+    assert {"data", "model", "optimizer", "scheduler", "trainer", "callbacks"} <= set(groups)
+    for group, named in groups.items():
+        folder = "hydra/launcher" if group == "hydra/launcher" else group
+        files = set(options(folder))
+        if group == "hydra/launcher":
+            files |= {"basic", "joblib", "submitit_local"}  # Hydra's own and the plugins'
+        if group == "debug":
+            files.discard("default")  # what every debug preset shares, not a preset
+        if group == "callbacks":  # the README names the lists and the optional ones
+            files -= {"model_checkpoint", "early_stopping", "epoch_time", "augmented_images"}
+            files -= {"test_figures", "rich_progress_bar", "rich_model_summary", "rng_state"}
+        assert set(named) == files, group
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
@@ -37,69 +53,157 @@ def test_experiments_compose_and_build_model(train_cfg, experiment):
     assert model.hparams.num_classes == cfg.data.num_classes
 
 
-@pytest.mark.parametrize("preset", ["fdr", "overfit", "limit", "profiler"])
-def test_debug_presets_compose(train_cfg, preset):
-    cfg = train_cfg(f"debug={preset}")
-    assert cfg.task_name == "debug"
-    assert cfg.trainer.accelerator == "cpu"
+# What each debug preset promises, besides a CPU run in logs/debug/.
+DEBUG_PRESETS = {
+    "fdr": ("fast_dev_run", True),
+    "overfit": ("overfit_batches", 3),
+    "limit": ("limit_train_batches", 0.1),
+    "profiler": ("profiler", "simple"),
+}
 
 
-@pytest.mark.parametrize("trainer", ["cpu", "gpu", "mps", "ddp", "ddp_cpu"])
-def test_trainer_presets_compose(train_cfg, trainer):
-    cfg = train_cfg(f"trainer={trainer}")
-    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+@pytest.mark.parametrize("preset", sorted(DEBUG_PRESETS))
+def test_debug_presets_run_short_on_the_cpu(train_cfg, preset):
+    cfg = train_cfg(f"debug={preset}", fast=False)  # nothing else sets the accelerator
+    key, value = DEBUG_PRESETS[preset]
+    assert (cfg.task_name, cfg.trainer.accelerator, cfg.trainer[key]) == ("debug", "cpu", value)
 
 
-@pytest.mark.parametrize(
-    ("model", "optimizer", "scheduler"),
-    list(itertools.product(options("model"), options("optimizer"), options("scheduler"))),
-)
-def test_every_combination_runs_a_step(train_cfg, model, optimizer, scheduler):
+TRAINER_PRESETS = {
+    "cpu": ("cpu", 1, "32-true", None),
+    "gpu": ("gpu", 1, "16-mixed", None),
+    "mps": ("mps", 1, "32-true", None),
+    "ddp": ("gpu", 2, "16-mixed", "ddp"),
+    "ddp_cpu": ("cpu", 2, "32-true", "ddp"),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(TRAINER_PRESETS))
+def test_trainer_presets_set_their_device_precision_and_strategy(train_cfg, preset):
+    trainer = train_cfg(f"trainer={preset}", fast=False).trainer
+    found = (trainer.accelerator, trainer.devices, trainer.precision, trainer.get("strategy"))
+    assert found == TRAINER_PRESETS[preset]
+
+
+def pairwise() -> list[tuple[str, str, str]]:
+    """Every optimizer with every scheduler; the ResNet in six of them, so it meets each
+    optimizer and each scheduler too (the CNN meets all in the others)."""
+    optimizers, schedulers = options("optimizer"), options("scheduler")
+    resnet = {(optimizers[k % len(optimizers)], schedulers[k]) for k in range(len(schedulers))}
+    return [
+        ("resnet50" if (o, s) in resnet else "cnn", o, s) for o in optimizers for s in schedulers
+    ]
+
+
+def test_the_pairs_cover_every_model_optimizer_and_scheduler_pair():
+    rows = pairwise()
+    for i, j in [(0, 1), (0, 2), (1, 2)]:
+        groups = [options(g) for g in ("model", "optimizer", "scheduler")]
+        assert {(r[i], r[j]) for r in rows} == {(a, b) for a in groups[i] for b in groups[j]}
+
+
+@pytest.mark.parametrize(("model", "optimizer", "scheduler"), pairwise())
+def test_model_optimizer_and_scheduler_run_a_step(train_cfg, model, optimizer, scheduler):
     cfg = train_cfg(
         f"model={model}",
         f"optimizer={optimizer}",
         f"scheduler={scheduler}",
         "debug=fdr",
+        "trainer.max_epochs=3",  # schedules are built for 3 epochs; fast_dev_run runs 1 batch
         "data.batch_size=4",
         "trainer.detect_anomaly=false",
     )
     metrics = train(cfg)
-    assert metrics["train/loss"] > 0
-    assert "test/acc" in metrics
+    assert math.isfinite(metrics["train/loss"]) and 0 <= metrics["test/acc"] <= 1
+    # the first epoch's learning rate: the optimizer's, or a warm-up's first fraction of it
+    start = cfg.optimizer.lr * (cfg.scheduler.warmup_start_factor if "warmup" in scheduler else 1)
+    assert metrics["train/lr"] == pytest.approx(start)
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    ("overrides", "expected"),
     [
-        ["trainer.precision=bf16-mixed"],
-        ["trainer.gradient_clip_val=0.5", "trainer.accumulate_grad_batches=2"],
-        ["trainer.deterministic=true", "seed=0"],
+        (["trainer.precision=bf16-mixed"], {"precision": "bf16-mixed"}),
+        (
+            ["trainer.gradient_clip_val=0.5", "trainer.accumulate_grad_batches=2"],
+            {"gradient_clip_val": 0.5, "accumulate_grad_batches": 2},
+        ),
+        (["trainer.deterministic=true"], {"deterministic": True}),
     ],
 )
-def test_trainer_settings_are_plain_overrides(train_cfg, overrides):
-    metrics = train(train_cfg(*overrides, "debug=fdr", "trainer.detect_anomaly=false"))
-    assert metrics["train/loss"] > 0
+def test_trainer_settings_are_plain_overrides(train_cfg, overrides, expected):
+    cfg = train_cfg(*overrides, "debug=fdr", "trainer.detect_anomaly=false")
+    try:
+        trainer = instantiate(cfg.trainer)
+        found = {
+            "precision": trainer.precision,
+            "gradient_clip_val": trainer.gradient_clip_val,
+            "accumulate_grad_batches": trainer.accumulate_grad_batches,
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
+        }
+        assert {key: found[key] for key in expected} == expected
+        assert math.isfinite(train(cfg)["train/loss"])
+    finally:
+        torch.use_deterministic_algorithms(False)  # Lightning sets it for the whole process
 
 
-def compose_with_hydra(*overrides: str) -> DictConfig:
-    """train.yaml with its hydra node, as the sweepers and launchers receive it."""
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
-        return compose("train.yaml", overrides=list(overrides), return_hydra_config=True)
+@pytest.mark.parametrize(
+    ("overrides", "mode"),
+    [([], "max"), (["monitor=val/loss"], "min"), (["data=digits_multilabel"], "max")],
+)
+def test_checkpoint_and_early_stopping_follow_the_monitors_direction(train_cfg, overrides, mode):
+    callbacks = train_cfg(*overrides).callbacks
+    assert callbacks.model_checkpoint.mode == callbacks.early_stopping.mode == mode
+
+
+def test_a_callbacks_own_monitor_sets_its_mode(train_cfg):
+    cfg = train_cfg("callbacks.early_stopping.monitor=val/loss", "scheduler=plateau")
+    assert (cfg.callbacks.early_stopping.mode, cfg.callbacks.model_checkpoint.mode) == (
+        "min",
+        "max",
+    )
+    assert cfg.scheduler.mode == "min"
+    assert train_cfg("scheduler=plateau", "scheduler.monitor=val/f1").scheduler.mode == "max"
 
 
 def test_a_plain_multirun_uses_the_grid_sweeper_and_names_jobs_by_overrides():
     cfg = compose_with_hydra()
     assert cfg.hydra.sweeper._target_ == "hydra_plugins.template_sweepers.GridSweeper"
-    assert "optimizer.lr" not in cfg.hydra.job.config.override_dirname.exclude_keys
-    assert "paths.log_dir" in cfg.hydra.job.config.override_dirname.exclude_keys
+    subdir = OmegaConf.to_container(cfg.hydra.sweep)["subdir"]
+    assert subdir.startswith("${sweep_job_dir:${hydra.job.num},${hydra.overrides.task}}")
+    overrides = [
+        "paths.log_dir=/tmp/x",  # where, not what: left out, like callbacks and extras
+        "optimizer=sgd",
+        "~callbacks.rng_state",
+        "+data.root=a/b",
+        "optimizer.weight_decay=0.000123456",
+        "extras.print_config=false",
+        "optimizer.lr=0.01",
+    ]
+    name = "3_data.root=a-b,optimizer.lr=0.01,optimizer.weight_decay=0.0001235,optimizer=sgd"
+    assert sweep_job_dir(3, overrides) == name
+    many = sorted(f"x{i}=1" for i in range(100))
+    long = sweep_job_dir(0, many)
+    kept = long.removeprefix("0_").split(",")
+    assert kept == many[: len(kept)]  # whole overrides only
+    assert len(long) <= 120 < len(long) + len("," + many[len(kept)])
 
 
-@pytest.mark.parametrize(("data", "direction"), [("digits", "maximize"), ("cifar10", "maximize")])
-def test_the_optuna_search_follows_the_data_and_the_optimized_metric(data, direction):
-    cfg = compose_with_hydra("hparams_search=optuna", f"data={data}")
+@pytest.mark.parametrize(
+    ("overrides", "study", "direction"),
+    [
+        ([], "digits-cnn", "max"),
+        (["data=cifar10"], "cifar10-cnn", "max"),
+        (["data=digits_multilabel"], "digits_multilabel-cnn", "max"),
+        (["optimized_metric=val/loss_best"], "digits-cnn", "min"),
+        (["monitor=val/loss"], "digits-cnn", "min"),
+    ],
+)
+def test_the_optuna_search_follows_the_data_and_the_optimized_metric(overrides, study, direction):
+    cfg = compose_with_hydra("hparams_search=optuna", *overrides)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_ == "hydra_plugins.template_sweepers.OptunaSweeper"
-    assert sweeper.study_name == f"{data}-cnn" and sweeper.direction == direction
+    assert (sweeper.study_name, sweeper.direction) == (study, direction)
     assert sweeper.sampler.seed == 42 and "MedianPruner" in sweeper.pruner._target_
     assert set(sweeper.params) == {
         "optimizer",
@@ -108,11 +212,8 @@ def test_the_optuna_search_follows_the_data_and_the_optimized_metric(data, direc
         "data.batch_size",
         "scheduler",
     }
-    assert cfg.hydra.sweep.dir.endswith(f"/train/searches/{data}-cnn")
-    assert cfg.optimized_metric == "val/acc_best"
-    assert cfg.callbacks.optuna_pruning.monitor == "val/acc"
-    losing = compose_with_hydra("hparams_search=optuna", "optimized_metric=val/loss")
-    assert losing.hydra.sweeper.direction == "minimize"
+    assert cfg.hydra.sweep.dir.endswith(f"/train/searches/{study}")
+    assert cfg.callbacks.optuna_pruning.metric == cfg.optimized_metric  # what the study ranks
 
 
 def test_the_slurm_launcher_is_submitit_with_our_defaults():
@@ -121,9 +222,3 @@ def test_the_slurm_launcher_is_submitit_with_our_defaults():
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 240)
     assert launcher.submitit_folder.endswith(".submitit/%j")
-
-
-def test_the_joblib_launcher_runs_jobs_in_parallel():
-    cfg = compose_with_hydra("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
-    assert cfg.hydra.launcher.n_jobs == 2

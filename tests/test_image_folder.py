@@ -12,9 +12,9 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
+from src.cli.errors import ConfigError
 from src.data.image_folder import ImageFolderDataModule
 from src.data.images import load_rgb_image
-from src.utils.errors import ConfigError
 
 
 def write_image(path: Path, mode: str = "RGB", size: tuple[int, int] = (16, 16), seed: int = 0):
@@ -263,14 +263,51 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[dict, list[str]]]:
     }
 
 
-def test_bad_input_is_refused_in_one_line_naming_the_culprit(tmp_path):
-    for case, (kwargs, names) in bad_inputs(tmp_path).items():
-        with pytest.raises(ConfigError) as error:
-            ImageFolderDataModule(**kwargs)
-        message = str(error.value)
-        assert "\n" not in message, case
-        for name in names:
-            assert name in message, f"{case}: {name!r} not in {message!r}"
+BAD_INPUTS = [
+    "root missing",
+    "root a file",
+    "no class folders",
+    "empty class",
+    "too few to split",
+    "unknown val class",
+    "not an image",
+    "truncated",
+    "labels file missing",
+    "classes file missing",
+    "empty path",
+    "missing image",
+    "json without path",
+    "broken json",
+    "label not in classes file",
+    "multi-label as multiclass",
+    "unlabelled row as multiclass",
+    "classes file without labels file",
+    "multilabel without labels file",
+    "no header",
+    "bad split",
+    "fractions",
+    "fewer classes than checkpoint",
+    "other class names than checkpoint",
+]
+
+
+@pytest.fixture(scope="module")
+def bad_input_cases(tmp_path_factory) -> dict[str, tuple[dict, list[str]]]:
+    """Every bad input written once; the names above are its cases."""
+    cases = bad_inputs(tmp_path_factory.mktemp("bad_inputs"))
+    assert sorted(cases) == sorted(BAD_INPUTS)
+    return cases
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_refused_in_one_line_naming_the_culprit(bad_input_cases, case):
+    kwargs, names = bad_input_cases[case]
+    with pytest.raises(ConfigError) as error:
+        ImageFolderDataModule(**kwargs)
+    message = str(error.value)
+    assert "\n" not in message
+    for name in names:
+        assert name in message, f"{name!r} not in {message!r}"
 
 
 def test_matching_checkpoint_classes_are_accepted(tmp_path):

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
+from src.cli.errors import ConfigError
 from src.models.nets.cnn import SmallCNN
 from src.models.nets.resnet import ResNet50
-from src.utils.errors import ConfigError
 
 
 @pytest.mark.parametrize("size", [32, 64])

@@ -9,7 +9,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from src.sweepers.optuna_search import INTERRUPTED, OWNER, OptunaSweeper
+from src.sweepers.optuna_search import OptunaSweeper
+from src.sweepers.optuna_trial import INTERRUPTED_ATTR, OWNER_ATTR
 from src.sweepers.search_space import parse_search_space
 
 
@@ -43,7 +44,7 @@ def test_hydra_sweep_syntax_becomes_optuna_distributions():
 
 def cut_off_trial(study: optuna.Study, owner: str) -> optuna.Trial:
     trial = study.ask({"x": FloatDistribution(0, 1)})
-    trial.set_user_attr(OWNER, owner)
+    trial.set_user_attr(OWNER_ATTR, owner)
     return trial
 
 
@@ -59,7 +60,7 @@ def test_a_trial_whose_search_died_fails_and_its_parameters_run_again(sweeper):
     trial = cut_off_trial(study, f"{socket.gethostname()}:{finished.pid}")
     sweeper._retry_interrupted(study)
     cut_off, retry = study.get_trials()
-    assert cut_off.state == TrialState.FAIL and cut_off.user_attrs[INTERRUPTED]
+    assert cut_off.state == TrialState.FAIL and cut_off.user_attrs[INTERRUPTED_ATTR]
     assert retry.state == TrialState.WAITING
     assert sweeper._trials_done(study) == 0  # the cut-off trial does not count as done
     assert study.ask({"x": FloatDistribution(0, 1)}).params == trial.params  # the next trial

@@ -2,8 +2,6 @@
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,20 +11,18 @@ from hydra.utils import instantiate
 from torchmetrics.functional.classification import multilabel_average_precision
 
 from scripts.make_example_data import write_digits, write_digits_multilabel
-from src import PROJECT_ROOT
 from src.eval import evaluate
 from src.predict import predict
-from src.train import train
-from tests.conftest import compose_config
-from tests.test_multilabel import SMALL, multilabel_run  # noqa: F401 (a fixture)
+from tests.conftest import SMALL_MULTILABEL, compose_config
+from tests.helpers import error_lines, run_in_process
 
 QUIET = ["extras.print_config=false"]
 
 
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory) -> tuple[Path, dict[str, float]]:
-    out = tmp_path_factory.mktemp("digits")
-    metrics = train(compose_config("train.yaml", out, [*QUIET, "trainer.max_epochs=3"]))
+@pytest.fixture
+def digits_run(default_run) -> tuple[Path, dict[str, float]]:
+    """The default run's best checkpoint and its metrics."""
+    out, metrics = default_run
     return out / "checkpoints" / "best.ckpt", metrics
 
 
@@ -73,9 +69,9 @@ def test_predict_takes_one_image_or_a_glob_and_writes_json(digits_run, examples,
     assert len(rows) == 360
 
 
-def test_multilabel_predictions_reproduce_the_test_map(multilabel_run, tmp_path):  # noqa: F811
+def test_multilabel_predictions_reproduce_the_test_map(multilabel_run, tmp_path):
     out, metrics = multilabel_run
-    module = instantiate(compose_config("train.yaml", tmp_path / "cfg", SMALL).data)
+    module = instantiate(compose_config("train.yaml", tmp_path / "cfg", SMALL_MULTILABEL).data)
     write_digits_multilabel(tmp_path / "ml", module)
     truth = {
         row["path"]: row["labels"].split()
@@ -142,15 +138,9 @@ def test_bad_predict_input_gives_one_line_and_writes_nothing(
         else [f"ckpt_path={ckpt}", f"input={target}"]
     )
     logs = tmp_path / "logs"
-    result = subprocess.run(
-        [sys.executable, "src/predict.py", f"paths.log_dir={logs}", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_in_process("src/predict.py", f"paths.log_dir={logs}", *args)
     assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    lines = error_lines(result)
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (logs / "predict").exists()

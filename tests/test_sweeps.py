@@ -16,28 +16,21 @@ import matplotlib.pyplot as plt
 import optuna
 import pytest
 import yaml
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from src import PROJECT_ROOT
-from tests.helpers import run_status, tensorboard_scalars
-
-# Two short epochs, no progress bars: the jobs' own output stays readable in failures.
-SHORT = [
-    "extras.print_config=false",
-    "trainer.max_epochs=2",
-    "~callbacks.rich_progress_bar",
-    "~callbacks.rich_model_summary",
-]
+from tests.helpers import QUIET, run_script, run_status, tensorboard_scalars
 
 
-def multirun_command(log_dir: Path, *args: str) -> list[str]:
-    return [sys.executable, "src/train.py", "-m", f"paths.log_dir={log_dir}", *SHORT, *args]
+def multirun_args(log_dir: Path, *args: str) -> list[str]:
+    """-m, the log folder, quiet output and two short epochs, then ARGS."""
+    return ["-m", f"paths.log_dir={log_dir}", *QUIET, "trainer.max_epochs=2", *args]
 
 
 def multirun(log_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    """`python src/train.py -m ARGS` from the repository root, logging under log_dir."""
-    command = multirun_command(log_dir, *args)
-    return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
+    """`python src/train.py -m ARGS` in a new process, logging under log_dir."""
+    return run_script("src/train.py", *multirun_args(log_dir, *args))
 
 
 def job_folders(sweep_dir: Path) -> list[Path]:
@@ -81,8 +74,7 @@ def test_a_multirun_gives_each_job_its_folder_checkpoints_and_curves(grid_sweep)
 
 
 def compare_runs(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "scripts/compare_runs.py", *args]
-    return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    return run_script("scripts/compare_runs.py", *args)
 
 
 def test_compare_runs_ranks_the_sweep_as_its_event_files_do(grid_sweep, tmp_path):
@@ -206,13 +198,31 @@ def load_study(log_dir: Path, study: str) -> optuna.Study:
     return optuna.load_study(study_name=study, storage=storage)
 
 
+# The search below minimises: the lowest validation loss of each trial.
+LOWEST_LOSS = "optimized_metric=val/loss_best"
+
+
 @pytest.fixture(scope="module")
 def search(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """A 4-trial Optuna search over the default search space."""
+    """A 4-trial Optuna search over the default search space, for the lowest validation loss."""
     log_dir = tmp_path_factory.mktemp("search")
-    result = multirun(log_dir, *search_args("first", "hydra.sweeper.n_trials=4"))
+    result = multirun(log_dir, *search_args("first", "hydra.sweeper.n_trials=4", LOWEST_LOSS))
     assert result.returncode == 0, result.stderr[-3000:]
     return log_dir, result
+
+
+def test_an_optuna_search_for_the_lowest_loss_minimises_it(search):
+    log_dir, result = search
+    study = load_study(log_dir, "first")
+    assert study.direction == StudyDirection.MINIMIZE
+    sweep_dir = log_dir / "train" / "searches" / "first"
+    # each trial's value is the lowest validation loss in its own event files
+    for trial in study.trials:
+        if trial.state == TrialState.COMPLETE:
+            losses = tensorboard_scalars(job_folders(sweep_dir)[trial.number])["val/loss"]
+            assert trial.value == pytest.approx(min(losses))
+    values = [t.value for t in study.trials if t.state == TrialState.COMPLETE]
+    assert study.best_value == min(values) and len(set(values)) > 1
 
 
 def test_an_optuna_search_reports_its_best_parameters_and_value(search):
@@ -232,14 +242,12 @@ def test_an_optuna_search_reports_its_best_parameters_and_value(search):
     sweep_dir = log_dir / "train" / "searches" / "first"
     summary = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert summary["best_value"] == pytest.approx(study.best_value)
-    # each trial is a run whose returned value is its best validation accuracy
-    best = job_folders(sweep_dir)[study.best_trial.number]
-    assert max(tensorboard_scalars(best)["val/acc"]) == pytest.approx(study.best_value)
+    assert summary["best_trial"] == study.best_trial.number
 
 
 def test_the_same_seed_proposes_the_same_first_trials(search, tmp_path):
     log_dir, _ = search
-    result = multirun(tmp_path, *search_args("again", "hydra.sweeper.n_trials=2"))
+    result = multirun(tmp_path, *search_args("again", "hydra.sweeper.n_trials=2", LOWEST_LOSS))
     assert result.returncode == 0, result.stderr[-3000:]
     first = [t.params for t in load_study(log_dir, "first").trials[:2]]
     again = [t.params for t in load_study(tmp_path, "again").trials]
@@ -249,7 +257,8 @@ def test_the_same_seed_proposes_the_same_first_trials(search, tmp_path):
 def test_continuing_a_study_with_another_search_space_is_refused(search):
     log_dir, _ = search
     other = "scheduler=choice(none,step)"  # a sweep on the command line joins the space
-    result = multirun(log_dir, *search_args("first", "hydra.sweeper.n_trials=4", other))
+    args = search_args("first", "hydra.sweeper.n_trials=4", LOWEST_LOSS, other)
+    result = multirun(log_dir, *args)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "study 'first' in " in errors[0], result.stderr
@@ -269,7 +278,7 @@ def test_pruning_stops_a_hopeless_trial_early(tmp_path):
         "pruning",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.pruner.n_startup_trials=2",
-        "trainer.max_epochs=5",
+        "trainer.max_epochs=4",
         trials,
     )
     result = multirun(tmp_path, *args)
@@ -282,13 +291,15 @@ def test_pruning_stops_a_hopeless_trial_early(tmp_path):
     ]
     hopeless = job_folders(tmp_path / "train" / "searches" / "pruning")[2]
     epochs = len(tensorboard_scalars(hopeless)["train/epoch_time"])
-    assert epochs < 5  # stopped before max_epochs
-    assert run_status(hopeless)[-1].startswith(f"pruned: after {epochs} epochs, val/acc=")
+    assert epochs < 4  # stopped before max_epochs
+    # it reported what the study ranks trials by: their best validation accuracy so far
+    assert run_status(hopeless)[-1].startswith(f"pruned: after {epochs} epochs, val/acc_best=")
     assert "Trial 2 pruned" in result.stdout
 
 
-def test_a_search_cut_off_after_2_of_4_trials_continues_with_the_same_command(tmp_path):
-    command = multirun_command(tmp_path, *search_args("resume", "hydra.sweeper.n_trials=4"))
+def test_a_search_cut_off_in_its_third_trial_continues_with_the_same_command(tmp_path):
+    args = multirun_args(tmp_path, *search_args("resume", "hydra.sweeper.n_trials=4"))
+    command = [sys.executable, "src/train.py", *args]
     search = subprocess.Popen(
         command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -297,9 +308,9 @@ def test_a_search_cut_off_after_2_of_4_trials_continues_with_the_same_command(tm
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and search.poll() is None:
-            # read the study only once its first trial runs: it has been created by then
-            started = sweep_dir.is_dir() and job_folders(sweep_dir)
-            if started and len(load_study(tmp_path, "resume").get_trials(states=finished)) >= 2:
+            # the third trial's job has started (its parameters are drawn), the first two ended
+            started = sweep_dir.is_dir() and len(job_folders(sweep_dir)) == 3
+            if started and len(load_study(tmp_path, "resume").get_trials(states=finished)) == 2:
                 break
             time.sleep(0.2)
         assert search.poll() is None, "the search ended before it could be cut off"
@@ -310,25 +321,21 @@ def test_a_search_cut_off_after_2_of_4_trials_continues_with_the_same_command(tm
 
     before = load_study(tmp_path, "resume").trials
     done = [t for t in before if t.state in finished]
-    assert len(done) == 2
-    cut_off = [t for t in before if t.state == TrialState.RUNNING]
-    assert len(cut_off) <= 1
+    (cut_off,) = [t for t in before if t.state == TrialState.RUNNING]
+    assert len(done) == 2 and cut_off.number == 2 and cut_off.params
 
-    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    result = run_script("src/train.py", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 of 4 trials already done" in result.stdout
+    assert "Trial 2 was cut off" in result.stdout
     after = load_study(tmp_path, "resume").trials
     # the first two trials are kept as they were, not run again
     assert [(t.params, t.value) for t in after[:2]] == [(t.params, t.value) for t in done]
     for job in job_folders(sweep_dir)[:2]:
         assert sum(s.startswith("running") for s in run_status(job)) == 1
-    assert len([t for t in after if t.state in finished]) == 4
-    if cut_off:  # the trial that was running failed, and its parameters ran again next
-        (trial,) = cut_off
-        assert after[trial.number].state == TrialState.FAIL
-        if trial.params:  # it may have been cut off before its parameters were drawn
-            assert after[trial.number + 1].params == trial.params
-        assert f"Trial {trial.number} was cut off" in result.stdout
+    # the cut-off trial failed and its parameters ran again next; 4 trials ended in all
+    assert after[2].state == TrialState.FAIL and after[3].params == cut_off.params
+    assert [t.number for t in after if t.state in finished] == [0, 1, 3, 4]
 
 
 @pytest.mark.slow

@@ -11,8 +11,8 @@ from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from src.eval import evaluate
-from src.train import train
 from src.tracking.metrics import metric_mode
+from src.train import train
 from tests.conftest import compose_config
 from tests.helpers import (
     csv_metric,
@@ -122,7 +122,9 @@ def test_tensorboard_shows_augmented_images_and_the_confusion_matrix(default_run
 
 def test_histograms_and_graph_are_config_switches(train_cfg):
     cfg = train_cfg(
-        "trainer.max_epochs=1", "callbacks=[default,histograms]", "logger.tensorboard.log_graph=true"
+        "trainer.max_epochs=1",
+        "callbacks=[default,histograms]",
+        "logger.tensorboard.log_graph=true",
     )
     train(cfg)
     events = tensorboard_events(Path(cfg.paths.output_dir))

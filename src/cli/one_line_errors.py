@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -31,7 +31,7 @@ HYDRA_NOISE = (
     "object_type=",
     "Key '",
 )
-_held_stderr: list = []
+_held_stderr: list[tuple[TextIO, io.StringIO]] = []  # (real stderr, its stand-in)
 
 
 def _one_line(report: str) -> str | None:
@@ -66,7 +66,7 @@ def hydra_errors_on_one_line() -> Iterator[None]:
     option), print its report as one `error:` line. Tracebacks pass through unchanged."""
     real, held = sys.stderr, io.StringIO()
     sys.stderr = held
-    _held_stderr.append(real)
+    _held_stderr.append((real, held))
     try:
         yield
     except SystemExit as exit:
@@ -86,9 +86,9 @@ def release_stderr() -> None:
     composed (a task or a sweep starts), errors are no longer Hydra's composition errors."""
     if not _held_stderr:
         return
-    real = _held_stderr.pop()
-    held, sys.stderr = sys.stderr, real
-    if isinstance(held, io.StringIO):
+    real, held = _held_stderr.pop()
+    if sys.stderr is held:  # not given back already (an error line was printed instead)
+        sys.stderr = real
         real.write(held.getvalue())
 
 

@@ -79,12 +79,8 @@ class OptunaSweeper(Sweeper):
         params: DictConfig | None = None,
         enqueue_trials: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        if direction not in DIRECTIONS:
-            raise SearchSetupError(f"hydra.sweeper.direction={direction}: use max or min")
-        if n_trials < 1 or n_jobs < 1:
-            raise SearchSetupError("hydra.sweeper.n_trials and n_jobs must be 1 or more")
         self.study_name = study_name
-        self.direction = DIRECTIONS[direction]
+        self.direction = direction
         self.n_trials = n_trials
         self.sampler = sampler
         self.pruner = pruner
@@ -97,6 +93,12 @@ class OptunaSweeper(Sweeper):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
+        # checked here, not when built: Hydra would wrap the message in its own
+        if self.direction not in DIRECTIONS:
+            raise SearchSetupError(f"hydra.sweeper.direction={self.direction}: use max or min")
+        if self.n_trials < 1 or self.n_jobs < 1:
+            raise SearchSetupError("hydra.sweeper.n_trials and n_jobs must be 1 or more")
+        self.direction = DIRECTIONS[self.direction]
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(

@@ -22,6 +22,9 @@ NOT_HYPERPARAMETERS = (
     "tags",
     "ckpt_path",
     "trainer.default_root_dir",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
 )
 
 HParamValue = str | int | float | bool

@@ -1,0 +1,57 @@
+"""The one table of metric directions, and the resolver the configs read it through."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from src.cli.errors import ConfigError, one_line_reason, user_error_in
+from src.tracking.metrics import DIRECTIONS, default_monitor, metric_mode
+
+
+@pytest.mark.parametrize(
+    ("metric", "mode"),
+    [
+        ("val/acc", "max"),
+        ("val/acc_best", "max"),
+        ("test/acc_top5", "max"),
+        ("val/f1_micro", "max"),
+        ("val/map_best", "max"),
+        ("test/ap_7", "max"),  # per class: ap_<class name>
+        ("test/f1_hot_dog", "max"),
+        ("val/exact_match", "max"),
+        ("val/precision", "max"),
+        ("train/recall", "max"),
+        ("val/loss", "min"),
+        ("val/loss_best", "min"),
+        ("val/hamming", "min"),  # a distance
+        ("val/hamming_best", "min"),
+        ("val/calibration_error", "min"),
+        ("train/epoch_time", "min"),
+    ],
+)
+def test_each_metric_improves_one_way(metric, mode):
+    assert metric_mode(metric) == mode
+
+
+@pytest.mark.parametrize("metric", ["val/nope", "val/lossy", "train/lr", "val/", "acc_top"])
+def test_an_unknown_metric_is_refused_with_the_known_names(metric):
+    with pytest.raises(ConfigError) as error:
+        metric_mode(metric)
+    assert f"no direction is known for metric {metric!r}" in str(error.value)
+    assert all(name in str(error.value) for name in DIRECTIONS)
+
+
+def test_each_task_monitors_its_metric_by_default():
+    assert default_monitor("multiclass") == "val/acc"
+    assert default_monitor("multilabel") == "val/map"
+    assert default_monitor(None) == "val/acc"  # an image folder before its task is known
+
+
+def test_a_config_error_in_a_resolver_reaches_the_user_as_itself():
+    config = OmegaConf.create({"mode": "${metric_mode:val/nope}"})
+    with pytest.raises(Exception) as raised:
+        config.mode
+    error = user_error_in(raised.value)
+    assert isinstance(error, ConfigError)
+    assert str(error).startswith("no direction is known for metric 'val/nope'")
+    assert one_line_reason(raised.value) == str(error)
+    assert one_line_reason(RuntimeError("boom\nmore")) == "RuntimeError: boom"

@@ -49,7 +49,7 @@ def test_each_task_monitors_its_metric_by_default():
 def test_a_config_error_in_a_resolver_reaches_the_user_as_itself():
     config = OmegaConf.create({"mode": "${metric_mode:val/nope}"})
     with pytest.raises(Exception) as raised:
-        config.mode
+        _ = config.mode
     error = user_error_in(raised.value)
     assert isinstance(error, ConfigError)
     assert str(error).startswith("no direction is known for metric 'val/nope'")

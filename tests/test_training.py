@@ -11,6 +11,7 @@ from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from src.eval import evaluate
+from src.models.checkpoint import classifier_from_checkpoint
 from src.tracking.metrics import metric_mode
 from src.train import train
 from tests.conftest import compose_config
@@ -165,6 +166,21 @@ def test_eval_reproduces_the_test_metrics_from_the_checkpoint_alone(default_run,
     assert evaluated["test/acc"] == metrics["test/acc"]
     assert evaluated["test/f1"] == pytest.approx(metrics["test/f1"], abs=1e-6)
     assert evaluated["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-6)
+
+
+def test_a_checkpoint_from_before_per_metric_bests_still_evaluates(default_run, tmp_path):
+    out, metrics = default_run
+    checkpoint = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    state = checkpoint["state_dict"]
+    for key in [k for k in state if k.startswith("val_best.")]:  # as such files were written
+        del state[key]
+    state["val_best.max_value"] = torch.tensor(0.97)
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    cfg = compose_config("eval.yaml", tmp_path / "eval", [f"ckpt_path={old}"])
+    assert evaluate(cfg)["test/acc"] == metrics["test/acc"]
+    model = classifier_from_checkpoint(torch.load(old, weights_only=True))
+    assert model.val_best["acc"].compute() == pytest.approx(0.97)
 
 
 def test_resume_2_plus_2_epochs_equals_4_straight(train_cfg):

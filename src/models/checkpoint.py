@@ -50,5 +50,6 @@ def classifier_from_checkpoint(checkpoint: dict[str, Any]) -> ImageClassifier:
         net["weights"] = None  # the checkpoint already holds the trained weights
     hparams["net"] = net
     model = ImageClassifier(**hparams)
+    model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"])
     return model

@@ -199,6 +199,17 @@ class ImageClassifier(L.LightningModule):
             best.update(metric.compute())
             self.log(f"val/{name}{BEST}", best.compute(), prog_bar=name == shown)
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints from before every validation metric kept its best (one `val_best` of the
+        task's metric) load too: its value moves to its new name, the other bests start anew."""
+        state = checkpoint["state_dict"]
+        if "val_best.max_value" in state:
+            name = default_monitor(self.hparams.task).removeprefix("val/")
+            state[f"val_best.{name}.max_value"] = state.pop("val_best.max_value")
+        for key, value in self.state_dict().items():
+            if key.startswith("val_best."):
+                state.setdefault(key, value)
+
     def logged_metric_names(self, stages: Sequence[str] = ("train", "val", "test")) -> list[str]:
         """The names of the metrics this model logs in the given stages, e.g. val/acc_best."""
         metrics = list(self.val_metrics.keys(keep_base=True))

@@ -56,11 +56,10 @@ def check_metrics(cfg: DictConfig, model: ImageClassifier) -> None:
     stages = ["train", "val"] if cfg.get("train") else []
     if cfg.get("test"):
         stages.append("test")
-    optimized = cfg.get("optimized_metric")
     check_metrics_are_logged(
         _monitors(cfg),
         validation=[m for m in model.logged_metric_names(["val"]) if not m.endswith(BEST)],
-        optimized=("optimized_metric", optimized) if optimized else None,
+        optimized=cfg.get("optimized_metric"),
         logged=model.logged_metric_names(stages),
     )
 

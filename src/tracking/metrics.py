@@ -55,11 +55,11 @@ def default_monitor(task: str | None) -> str:
 def check_metrics_are_logged(
     monitors: Mapping[str, str],
     validation: Iterable[str],
-    optimized: tuple[str, str] | None,
+    optimized: str | None,
     logged: Iterable[str],
 ) -> None:
     """Refuse, before training, a monitored metric (config key -> name) that is not one of the
-    `validation` metrics, or an optimized metric (key, name) that is not `logged` at all."""
+    `validation` metrics, or an `optimized_metric` that is not `logged` at all."""
     validation, logged = list(validation), list(logged)
     for key, name in monitors.items():
         if name not in validation:
@@ -67,10 +67,10 @@ def check_metrics_are_logged(
                 f"{key}={name} is not a metric the model logs after validation: use one of "
                 f"{', '.join(validation)}"
             )
-    if optimized is not None and optimized[1] not in logged:
-        key, name = optimized
+    if optimized and optimized not in logged:
         raise ConfigError(
-            f"{key}={name} is not a metric this run logs: use one of {', '.join(logged)}"
+            f"optimized_metric={optimized} is not a metric this run logs: use one of "
+            f"{', '.join(logged)}"
         )
 
 

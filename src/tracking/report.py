@@ -20,7 +20,7 @@ from rich.text import Text
 
 from src.tracking.files import write_atomically
 from src.tracking.hparams import is_hyperparameter
-from src.tracking.metrics import metric_mode
+from src.tracking.metrics import BEST, DEFAULT_MONITOR, metric_mode
 from src.tracking.run_records import RunSummary, find_runs, natural_key, read_run
 
 STATUS_STYLES = {"finished": "green", "running": "cyan", "pruned": "yellow", "failed": "red"}
@@ -54,8 +54,8 @@ def choose_metric(runs: list[RunSummary], metric: str | None = None) -> str:
     if metric or len(named) == 1:
         return metric or named[0]
     logged = {tag for run in runs for tag in run.scalars}
-    multilabel = "val/map_best" in logged and "val/acc_best" not in logged
-    return "val/map_best" if multilabel else "val/acc_best"
+    defaults = [f"{monitor}{BEST}" for monitor in DEFAULT_MONITOR.values()]  # multi-class first
+    return next((name for name in defaults if name in logged), defaults[0])
 
 
 def choose_monitor(runs: list[RunSummary], metric: str) -> str:

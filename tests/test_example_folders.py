@@ -14,7 +14,13 @@ def examples(tmp_path_factory):
     return out
 
 
-FOLDER = ["data=image_folder", "data.image_size=32", "data.hflip=0", "data.num_workers=0"]
+FOLDER = [
+    "data=image_folder",
+    "data.image_size=32",
+    "data.hflip=0",
+    "data.num_workers=0",
+    "data.manifest_dir=null",  # nothing written into the project's data/
+]
 
 
 @pytest.mark.slow

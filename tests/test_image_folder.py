@@ -11,10 +11,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from PIL import Image
+from torchvision import tv_tensors
 
 from src.cli.errors import ConfigError
 from src.data.image_folder import ImageFolderDataModule
-from src.data.images import load_rgb_image
+from src.data.images import load_rgb_image, read_rgb_image
 
 
 def write_image(path: Path, mode: str = "RGB", size: tuple[int, int] = (16, 16), seed: int = 0):
@@ -49,7 +50,15 @@ def write_listed_images(folder: Path, count: int) -> None:
 
 
 def folder_overrides(root: Path) -> list[str]:
-    return ["data=image_folder", f"data.root={root}", "data.num_workers=0", "data.image_size=16"]
+    """The image_folder config on root, its manifests beside root rather than in the repository."""
+    manifests = root.parent / f"{root.name}-manifests"
+    return [
+        "data=image_folder",
+        f"data.root={root}",
+        f"data.manifest_dir={manifests}",
+        "data.num_workers=0",
+        "data.image_size=16",
+    ]
 
 
 def sizes(dm: ImageFolderDataModule) -> tuple[int, int, int]:
@@ -102,7 +111,7 @@ def test_presplit_folders_take_the_missing_test_split_from_train(tmp_path):
     assert sizes(ImageFolderDataModule(str(tmp_path))) == (8, 2, 2)
 
 
-def test_modes_load_as_rgb_without_warnings(tmp_path):
+def test_modes_load_as_rgb_pixels_without_warnings(tmp_path):
     folder = tmp_path / "x"
     write_image(folder / "gray.png", "L")
     write_image(folder / "rgba.png", "RGBA")
@@ -117,10 +126,15 @@ def test_modes_load_as_rgb_without_warnings(tmp_path):
         warnings.simplefilter("error")
         for name in ["gray.png", "rgba.png", "cmyk.jpg", "gray.pgm", "palette.png", "palette.gif"]:
             assert load_rgb_image(folder / name).mode == "RGB", name
+            pixels = read_rgb_image(folder / name)
+            assert pixels.shape[0] == 3 and pixels.dtype == torch.uint8, name
         dm = ImageFolderDataModule(str(tmp_path), test_fraction=0.2, val_fraction=0.2)
         dm.setup("fit")
         source = dm.train_set.source
-        assert all(source[i][0].mode == "RGB" for i in range(len(source)))
+        for i in range(len(source)):
+            image = source[i][0]
+            assert isinstance(image, tv_tensors.Image) and image.dtype == torch.uint8
+            assert image.ndim == 3 and image.shape[0] == 3
 
 
 def test_multilabel_csv_with_spaces_semicolons_and_empty_labels(train_cfg, tmp_path):

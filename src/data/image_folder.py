@@ -4,26 +4,27 @@ Multi-class: `root/<class>/**/<image>` (split by seeded stratified fractions) or
 `root/{train,val,test}/<class>/`. Multi-label: a labels file with `path` and `labels` (and optional
 `split`) columns, its paths relative to its own folder. Everything is listed, and by default
 decoded, when the module is built, so the classes are known before the model is and bad input
-stops the run before training starts.
+stops the run before training starts; what decoding found is kept in a manifest, so a later build
+decodes only new or changed files.
 """
 
 import logging
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
 
 from src.cli.errors import ConfigError
 from src.data.base import ClassificationDataModule, TransformedDataset, check_split_fractions
-from src.data.images import IMAGE_EXTENSIONS, image_problem, is_hidden, list_images, load_rgb_image
+from src.data.image_checks import find_problems
+from src.data.images import IMAGE_EXTENSIONS, is_hidden, list_images, read_rgb_image
 from src.data.labels_file import SPLITS, Sample, scan_labels_file
+from src.data.manifest import manifest_file
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,12 @@ def class_difference(
     return f"class {i} is {found[i]!r} here but {class_names[i]!r} expected"
 
 
-def drop_unreadable(samples: list[Sample], skip: bool) -> list[Sample]:
-    """Decode every image; refuse a broken one, or skip it with a warning when `skip`."""
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
-        problems = list(pool.map(image_problem, [sample.path for sample in samples]))
+def drop_unreadable(
+    samples: list[Sample], skip: bool, source: Path, manifest: Path | None
+) -> list[Sample]:
+    """Decode every image not yet verified in the manifest; refuse a broken one, or skip it with
+    a warning when `skip`."""
+    problems = find_problems([sample.path for sample in samples], source, manifest)
     bad = [
         (sample.path, problem) for sample, problem in zip(samples, problems, strict=True) if problem
     ]
@@ -172,7 +175,8 @@ def make_targets(samples: list[Sample], task: str, num_classes: int) -> torch.Te
 
 
 class ImageFileDataset(Dataset):
-    """Image files read as RGB PIL images, each with its class index or multi-hot target."""
+    """Image files read as RGB uint8 tensors (3, H, W), each with its class index or multi-hot
+    target."""
 
     def __init__(self, paths: Sequence[Path], targets: torch.Tensor) -> None:
         self.paths = [str(path) for path in paths]
@@ -181,9 +185,9 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[Image.Image, Any]:
+    def __getitem__(self, i: int) -> tuple[tv_tensors.Image, Any]:
         target = self.targets[i]
-        return load_rgb_image(self.paths[i]), (int(target) if target.ndim == 0 else target)
+        return read_rgb_image(self.paths[i]), (int(target) if target.ndim == 0 else target)
 
 
 class ImageFolderDataModule(ClassificationDataModule):
@@ -202,6 +206,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         test_fraction: float = 0.1,
         skip_bad_images: bool = False,
         verify_images: bool = True,
+        manifest_dir: str | None = None,
         hflip: float = 0.5,
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
@@ -244,7 +249,8 @@ class ImageFolderDataModule(ClassificationDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         if verify_images:
-            samples = drop_unreadable(samples, skip_bad_images)
+            manifest = manifest_file(Path(manifest_dir), source) if manifest_dir else None
+            samples = drop_unreadable(samples, skip_bad_images, source, manifest)
         if not samples:
             raise ConfigError(f"no readable images left in {source}: add or fix images")
         self.paths = [sample.path for sample in samples]

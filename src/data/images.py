@@ -1,26 +1,52 @@
-"""Reading image files: which files are images, and each as an RGB PIL image."""
+"""Reading image files: which files are images, and each as RGB pixels (a tensor, or PIL)."""
 
 import os
+import warnings
 from pathlib import Path
 
-from PIL import Image
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torchvision import tv_tensors
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2.functional import pil_to_tensor, to_dtype
 
 IMAGE_EXTENSIONS = (
     ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm",
 )  # fmt: skip
+# torchvision 0.29 warns on every decode that its decoders will move to TorchCodec
+TORCHVISION_DEPRECATION = "The image decoding and encoding capabilities of TorchVision"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """A copy of the image in RGB, whatever its mode (L, P, RGBA, CMYK, I;16, ...)."""
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")  # PIL warns on palette transparency converted straight to RGB
+    if image.mode.startswith("I;16"):  # PIL would clip 16-bit values at 255; keep the high byte
+        image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
     return image.convert("RGB")
 
 
 def load_rgb_image(path: str | Path) -> Image.Image:
-    """Read an image file as an RGB PIL image."""
+    """Read an image file as an RGB PIL image, turned upright by its EXIF orientation."""
     with Image.open(path) as image:
-        return to_rgb(image)
+        return to_rgb(ImageOps.exif_transpose(image))
+
+
+def read_rgb_image(path: str | Path) -> tv_tensors.Image:
+    """Read an image file as RGB uint8 pixels (3, H, W), turned upright by its EXIF orientation."""
+    data = torch.from_numpy(np.fromfile(path, dtype=np.uint8))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", TORCHVISION_DEPRECATION, DeprecationWarning)
+            pixels = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+    except RuntimeError:  # a format torchvision does not decode (BMP, TIFF, PPM, ...) or a bad file
+        return tv_tensors.Image(pil_to_tensor(load_rgb_image(path)))
+    if pixels.ndim == 4:  # an animated GIF: its first frame, as PIL reads it
+        pixels = pixels[0]
+    if pixels.dtype != torch.uint8:  # 16-bit PNG
+        pixels = to_dtype(pixels, torch.uint8, scale=True)
+    return tv_tensors.Image(pixels)
 
 
 def image_problem(path: Path) -> str | None:

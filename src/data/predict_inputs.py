@@ -8,7 +8,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from src.cli.errors import ConfigError
-from src.data.images import IMAGE_EXTENSIONS, list_images, load_rgb_image
+from src.data.images import IMAGE_EXTENSIONS, list_images, read_rgb_image
 
 
 def find_images(spec: str | None) -> list[Path]:
@@ -32,7 +32,7 @@ def find_images(spec: str | None) -> list[Path]:
 
 
 class ImagePathDataset(Dataset):
-    """The images at `paths`, read as RGB and passed through `transform`."""
+    """The images at `paths`, read as RGB uint8 tensors (3, H, W) and passed through `transform`."""
 
     def __init__(self, paths: list[Path], transform: Callable[[Any], Any]) -> None:
         self.paths = paths
@@ -42,4 +42,4 @@ class ImagePathDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Any:
-        return self.transform(load_rgb_image(self.paths[i]))
+        return self.transform(read_rgb_image(self.paths[i]))

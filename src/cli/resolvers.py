@@ -4,6 +4,10 @@ Each use in configs/ carries a comment naming this file. The entry points import
 anything else that composes and resolves the configs (tests, scripts).
 """
 
+import os
+import re
+import sys
+
 from omegaconf import OmegaConf
 
 from src import PROJECT_ROOT
@@ -37,6 +41,53 @@ def sweep_job_dir(number: int, overrides: list[str]) -> str:
     return name
 
 
+def _slurm_runs_several_tasks() -> bool:
+    """Whether srun started this process as one of several tasks (what Lightning's
+    SLURMEnvironment detects; an interactive `bash` job is left to Lightning's own launcher)."""
+    interactive = os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive")
+    return int(os.environ.get("SLURM_NTASKS", "1")) > 1 and not interactive
+
+
+def run_folder(timestamp: str) -> str:
+    """A run's folder name: `timestamp`, or, when a launcher started every process of the run
+    itself (each resolving this on its own node, at its own time), a name from the launcher's
+    id that all of them share: `torchrun-<rdzv id>` or `slurm-<job id>`."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if run_id == "none" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Hydra fails to format an exception raised while it resolves hydra.run.dir, so this
+        # reports like a composition error: the message on stderr and an exit before the task
+        # (src/cli/one_line_errors.py turns it into one `error:` line).
+        sys.stderr.write(
+            "torchrun was started without --rdzv-id, so its processes cannot agree on one run "
+            "folder: pass the same --rdzv-id=<a new name for this run> to torchrun on every node\n"
+        )
+        raise SystemExit(2)
+    if run_id is not None and run_id != "none":
+        return "torchrun-" + re.sub(r"[^\w.-]", "-", run_id)
+    if run_id is None and _slurm_runs_several_tasks() and "SLURM_JOB_ID" in os.environ:
+        # the job's id, which a requeued job keeps: Lightning resumes from the hpc_ckpt_*.ckpt
+        # it saved in this folder before the requeue
+        return f"slurm-{os.environ['SLURM_JOB_ID']}"
+    return timestamp
+
+
+def rank_zero_subdir(subdir: str) -> str | None:
+    """`subdir` on the process of global rank zero, None (nothing written) on the others of a
+    run whose processes a launcher started (torchrun sets RANK, srun SLURM_PROCID)."""
+    rank = os.environ.get("RANK") or (
+        os.environ.get("SLURM_PROCID") if _slurm_runs_several_tasks() else None
+    )
+    return subdir if int(rank or 0) == 0 else None
+
+
+def gpu_mixed_precision() -> str:
+    """bf16-mixed where the GPU computes in bfloat16 (Ampere and later), else 16-mixed."""
+    import torch  # here, so that composing a config does not import torch
+
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return "bf16-mixed" if bf16 else "16-mixed"
+
+
 def register_resolvers() -> None:
     """Register every resolver (again, if already there: tests import this module repeatedly)."""
     resolvers = {
@@ -48,6 +99,13 @@ def register_resolvers() -> None:
         "metric_mode": metric_mode,
         # configs/hydra/default.yaml: `subdir: ${sweep_job_dir:${hydra.job.num},...}`
         "sweep_job_dir": sweep_job_dir,
+        # configs/hydra/default.yaml: `dir: .../runs/${run_folder:${now:...}}`, one folder for
+        # all processes of a torchrun or srun launch
+        "run_folder": run_folder,
+        # configs/hydra/default.yaml: `output_subdir: ${rank_zero_subdir:.hydra}`
+        "rank_zero_subdir": rank_zero_subdir,
+        # configs/trainer/gpu.yaml and ddp.yaml: `precision: ${gpu_mixed_precision:}`
+        "gpu_mixed_precision": gpu_mixed_precision,
     }
     for name, resolver in resolvers.items():
         OmegaConf.register_new_resolver(name, resolver, replace=True)

@@ -24,7 +24,7 @@ from src.cli.errors import ConfigError
 from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero
 from src.cli.one_line_errors import hydra_errors_on_one_line, report_user_errors
 from src.data.predict_inputs import ImagePathDataset, find_images
-from src.data.transforms import build_transforms
+from src.data.transforms import eval_transform_of
 from src.models.checkpoint import RUN_CONFIG_KEY, classifier_from_checkpoint, read_checkpoint
 from src.tracking.files import write_atomically
 
@@ -99,7 +99,7 @@ def predict(cfg: DictConfig) -> Path:
     checkpoint = read_checkpoint(cfg.get("ckpt_path"), map_location="cpu")
     images = find_images(cfg.get("input"))
     model = classifier_from_checkpoint(checkpoint)
-    transform = build_transforms(checkpoint[RUN_CONFIG_KEY]["data"]["eval_transforms"])
+    transform = eval_transform_of(checkpoint[RUN_CONFIG_KEY]["data"])
     loader = DataLoader(
         ImagePathDataset(images, transform),
         batch_size=cfg.batch_size,

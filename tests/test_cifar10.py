@@ -79,12 +79,14 @@ def test_datamodule_splits_and_transforms_the_archive(train_cfg, tiny_cifar10):
         10,
         20,
     )
-    images, labels = next(iter(datamodule.train_dataloader()))
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch[0].shape == (8, 3, 32, 32) and batch[0].dtype == torch.uint8  # as held
+    images, labels = datamodule.on_after_batch_transfer(batch, 0)  # on the training device
     assert images.shape == (8, 3, 32, 32) and images.dtype == torch.float32
     assert labels.dtype == torch.int64 and labels.max() < 10
     again = instantiate(cfg.data)
     again.setup("fit")
-    assert again.val_set.indices == datamodule.val_set.indices  # the split is seeded
+    assert torch.equal(again.val_set.images, datamodule.val_set.images)  # the split is seeded
 
 
 def test_trains_a_step_on_the_archive(train_cfg, tiny_cifar10):

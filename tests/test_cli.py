@@ -197,6 +197,7 @@ def test_a_truncated_image_stops_the_run_before_anything_is_written(tmp_path):
         f"paths.log_dir={logs}",
         "data=image_folder",
         f"data.root={tmp_path / 'images'}",
+        f"data.manifest_dir={tmp_path / 'manifests'}",
     )
     assert result.returncode == 2
     errors = error_lines(result)

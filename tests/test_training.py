@@ -10,8 +10,10 @@ from hydra.utils import instantiate
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from src.data.digits import load_digit_images
+from src.data.transforms import eval_transform_of
 from src.eval import evaluate
-from src.models.checkpoint import classifier_from_checkpoint
+from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.tracking.metrics import metric_mode
 from src.train import train
 from tests.conftest import compose_config
@@ -99,9 +101,9 @@ def test_tensorboard_compares_runs_by_hyperparameters_and_status(default_run):
     assert hparams["data.batch_size"] == 64 and hparams["seed"] == 42
     assert hparams["trainer.precision"] == "32-true"
     assert hparams["monitor"] == "val/acc" and hparams["optimized_metric"] == "val/acc_best"
-    transforms = hparams["data.train_transforms"]  # the augmentation, compactly
-    assert "RandomAffine(degrees=10, translate=[0.1, 0.1]" in transforms
-    assert "ToDtype(dtype=torch.float32, scale=True)" in transforms
+    assert hparams["data.pipeline"] == "batched"  # the augmentation, key by key
+    assert hparams["data.augment.degrees"] == 10 and hparams["data.augment.hflip"] == 0.0
+    assert hparams["data.augment.translate"] == "[0.1, 0.1]"
     recording = ("paths.", "logger.", "extras.", "callbacks.")  # where and how, not what
     assert not any(key.startswith(recording) for key in hparams)
     for key in ("trainer.default_root_dir", "task_name", "tags", "ckpt_path"):
@@ -181,6 +183,37 @@ def test_a_checkpoint_from_before_per_metric_bests_still_evaluates(default_run, 
     assert evaluate(cfg)["test/acc"] == metrics["test/acc"]
     model = classifier_from_checkpoint(torch.load(old, weights_only=True))
     assert model.val_best["acc"].compute() == pytest.approx(0.97)
+
+
+OLD_DIGITS_TRANSFORMS = [  # what data=digits held before data.augment: torchvision lists
+    {"_target_": "torchvision.transforms.v2.ToImage"},
+    {
+        "_target_": "torchvision.transforms.v2.ToDtype",
+        "dtype": {"_target_": "hydra.utils.get_object", "path": "torch.float32"},
+        "scale": True,
+    },
+    {"_target_": "torchvision.transforms.v2.Normalize", "mean": [0.305] * 3, "std": [0.324] * 3},
+]
+
+
+def test_a_checkpoint_with_transform_lists_still_evaluates_and_predicts(default_run, tmp_path):
+    out, metrics = default_run
+    checkpoint = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    data = checkpoint["run_config"]["data"]
+    for key in ("pipeline", "augment", "mean", "std"):
+        del data[key]
+    data["train_transforms"] = data["eval_transforms"] = OLD_DIGITS_TRANSFORMS
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    cfg = compose_config("eval.yaml", tmp_path / "eval", [f"ckpt_path={old}"])
+    evaluated = evaluate(cfg)  # per image, as it was trained
+    assert evaluated["test/acc"] == metrics["test/acc"]
+    assert evaluated["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-5)
+    images, _ = load_digit_images()
+    expected = eval_transform_of(
+        read_checkpoint(out / "checkpoints" / "best.ckpt")["run_config"]["data"]
+    )
+    assert torch.allclose(eval_transform_of(data)(images[0]), expected(images[0]), atol=1e-6)
 
 
 def test_resume_2_plus_2_epochs_equals_4_straight(train_cfg):

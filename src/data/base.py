@@ -1,5 +1,6 @@
 """The shared base for classification DataModules: loaders, splits, batch size per process."""
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -9,6 +10,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from src.cli.errors import ConfigError
 from src.data.transforms import build_transforms
+
+
+def cpu_count() -> int:
+    """The CPUs this job may use: SLURM's allocation when under SLURM, else this process's."""
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows
+        return os.cpu_count() or 1
 
 
 def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -56,8 +67,8 @@ class ClassificationDataModule(L.LightningDataModule):
         num_classes: int,
         class_names: Sequence[str],
         batch_size: int = 64,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        num_workers: int | str = 0,
+        pin_memory: bool | str = False,
         persistent_workers: bool = False,
         drop_last: bool = False,
         split_seed: int = 42,
@@ -68,8 +79,10 @@ class ClassificationDataModule(L.LightningDataModule):
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size!r}")
-        if num_workers < 0:
-            raise ConfigError(f"data.num_workers must be 0 or more, got {num_workers}")
+        if num_workers != "auto" and not (isinstance(num_workers, int) and num_workers >= 0):
+            raise ConfigError(f"data.num_workers must be auto or 0 or more, got {num_workers!r}")
+        if pin_memory not in ("auto", True, False):
+            raise ConfigError(f"data.pin_memory must be auto, true or false, got {pin_memory!r}")
         if len(class_names) != num_classes:
             raise ConfigError(
                 f"data.class_names has {len(class_names)} names but data.num_classes is "
@@ -112,18 +125,34 @@ class ClassificationDataModule(L.LightningDataModule):
         """A generator seeded with `split_seed`, so splits never depend on the run's seed."""
         return torch.Generator().manual_seed(self.split_seed)
 
+    def worker_count(self) -> int:
+        """data.num_workers, with auto: this job's CPUs shared by the processes on this machine."""
+        if self.num_workers != "auto":
+            return self.num_workers
+        processes = self.trainer.num_devices if self.trainer is not None else 1
+        return max(1, cpu_count() // max(1, processes))
+
+    def pins_memory(self) -> bool:
+        """data.pin_memory, with auto: pinned when the batches go to a CUDA GPU."""
+        if self.pin_memory != "auto":
+            return self.pin_memory
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+
+    def _loader_settings(self, dataset: Dataset, train: bool) -> dict[str, Any]:
+        workers = self.worker_count()
+        return {
+            "batch_size": self.batch_size_per_device,
+            "shuffle": train,
+            "drop_last": self.drop_last and train,
+            "num_workers": workers,
+            "pin_memory": self.pins_memory(),
+            "persistent_workers": self.persistent_workers and workers > 0,
+        }
+
     def _loader(self, dataset: Dataset | None, train: bool = False) -> DataLoader:
         if dataset is None:
             raise RuntimeError("call setup() before asking for a dataloader")
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size_per_device,
-            shuffle=train,
-            drop_last=self.drop_last and train,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
-        )
+        return DataLoader(dataset, **self._loader_settings(dataset, train))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

@@ -8,13 +8,20 @@ import torch
 from torchvision.datasets import CIFAR10
 
 from src.cli.errors import ConfigError
-from src.data.base import ClassificationDataModule, TransformedDataset
+from src.data.in_memory import InMemoryDataModule
 
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
-class CIFAR10DataModule(ClassificationDataModule):
-    """CIFAR-10 from `data_dir/cifar-10-batches-py`, downloaded there first when allowed."""
+def as_tensors(dataset: CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images of a torchvision CIFAR10 (N, 32, 32, 3 uint8) as (N, 3, 32, 32) and its labels."""
+    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+    return images, torch.tensor(dataset.targets, dtype=torch.long)
+
+
+class CIFAR10DataModule(InMemoryDataModule):
+    """CIFAR-10 from `data_dir/cifar-10-batches-py`, downloaded there first when allowed; held in
+    memory as uint8 tensors (150 MB for the training set)."""
 
     def __init__(
         self, data_dir: str, download: bool = True, val_size: int = 5000, **kwargs: Any
@@ -54,10 +61,7 @@ class CIFAR10DataModule(ClassificationDataModule):
             self._load(train=True, download=True)
             self._load(train=False, download=True)
 
-    def setup(self, stage: str | None = None) -> None:
-        super().setup(stage)
-        if self.train_set is not None:
-            return
+    def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         train_full = self._load(train=True)
         if train_full.classes != self.class_names:
             raise ConfigError(f"data.class_names must be CIFAR-10's {train_full.classes}")
@@ -65,8 +69,11 @@ class CIFAR10DataModule(ClassificationDataModule):
             raise ConfigError(
                 f"data.val_size={self.val_size} leaves no training images out of {len(train_full)}"
             )
-        order = torch.randperm(len(train_full), generator=self.split_generator()).tolist()
+        order = torch.randperm(len(train_full), generator=self.split_generator())
         val_idx, train_idx = order[: self.val_size], order[self.val_size :]
-        self.train_set = TransformedDataset(train_full, self.train_transform, train_idx)
-        self.val_set = TransformedDataset(train_full, self.eval_transform, val_idx)
-        self.test_set = TransformedDataset(self._load(train=False), self.eval_transform)
+        images, labels = as_tensors(train_full)
+        return {
+            "train": (images[train_idx], labels[train_idx]),
+            "val": (images[val_idx], labels[val_idx]),
+            "test": as_tensors(self._load(train=False)),
+        }

@@ -8,10 +8,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from torch.utils.data import Dataset
-from torchvision import tv_tensors
 
-from src.data.base import ClassificationDataModule, TransformedDataset, check_split_fractions
+from src.data.base import check_split_fractions
+from src.data.in_memory import InMemoryDataModule
 
 
 def load_digit_images(image_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,22 +20,6 @@ def load_digit_images(image_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]
     upscaled = F.interpolate(pixels, size=(image_size, image_size), mode="bilinear")
     images = (upscaled.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1)
     return images.contiguous(), torch.from_numpy(digits.target).long()
-
-
-class TensorImageDataset(Dataset):
-    """Images held in one uint8 tensor, returned as tv_tensors.Image with their target: an integer
-    class for (N,) targets, a float multi-hot vector for (N, C) targets."""
-
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
-        self.images = images
-        self.targets = targets
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int) -> tuple[Any, Any]:
-        target = self.targets[i]
-        return tv_tensors.Image(self.images[i]), int(target) if target.ndim == 0 else target
 
 
 def stratified_split(
@@ -57,7 +40,7 @@ def stratified_split(
     return train, val, test
 
 
-class DigitsDataModule(ClassificationDataModule):
+class DigitsDataModule(InMemoryDataModule):
     """The digits as a 10-class image data set with a seeded stratified train/val/test split."""
 
     def __init__(
@@ -73,16 +56,10 @@ class DigitsDataModule(ClassificationDataModule):
         self.test_fraction = test_fraction
         self.image_size = image_size
 
-    def setup(self, stage: str | None = None) -> None:
-        super().setup(stage)
-        if self.train_set is not None:
-            return
+    def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         images, labels = load_digit_images(self.image_size)
-        source = TensorImageDataset(images, labels)
-        train, val, test = self.split_indices()
-        self.train_set = TransformedDataset(source, self.train_transform, train)
-        self.val_set = TransformedDataset(source, self.eval_transform, val)
-        self.test_set = TransformedDataset(source, self.eval_transform, test)
+        parts = zip(("train", "val", "test"), self.split_indices(), strict=True)
+        return {name: (images[index], labels[index]) for name, index in parts}
 
     def split_indices(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Indices into the 1,797 digits of the train, val and test splits."""

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from src.cli.errors import ConfigError
-from src.data.base import ClassificationDataModule, TransformedDataset
-from src.data.digits import TensorImageDataset, load_digit_images, stratified_split
+from src.data.digits import load_digit_images, stratified_split
+from src.data.in_memory import InMemoryDataModule
 
 CELL = 16  # each of the 2x2 cells holds one 16x16 digit
 
@@ -31,7 +31,7 @@ def make_canvases(
     return canvases, targets
 
 
-class DigitsMultilabelDataModule(ClassificationDataModule):
+class DigitsMultilabelDataModule(InMemoryDataModule):
     """Canvases of scikit-learn's digits; the target is the set of digits present (10 labels).
 
     The digit images are first split (stratified, seeded) into train/val/test pools, and each
@@ -73,14 +73,8 @@ class DigitsMultilabelDataModule(ClassificationDataModule):
             ]
         return self._canvases
 
-    def setup(self, stage: str | None = None) -> None:
-        super().setup(stage)
-        if self.train_set is not None:
-            return
-        (train, val, test) = [TensorImageDataset(*split) for split in self.canvases()]
-        self.train_set = TransformedDataset(train, self.train_transform)
-        self.val_set = TransformedDataset(val, self.eval_transform)
-        self.test_set = TransformedDataset(test, self.eval_transform)
+    def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return dict(zip(("train", "val", "test"), self.canvases(), strict=True))
 
     def train_targets(self) -> torch.Tensor:
         return self.canvases()[0][1]

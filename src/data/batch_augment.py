@@ -1,0 +1,173 @@
+"""The augmentation of `data.augment` applied to whole batches on the device, drawn per image.
+
+Each step draws its random parameters for every image of the batch at once, from the generator it
+is given, and applies them with tensor operations, so a batch costs a few kernel launches instead
+of one Python call per image. The draws follow torchvision's transforms (see
+src/data/augmentation.py): the same ranges, the same whole-pixel shifts, the same erasing rule.
+"""
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from src.data.augmentation import ERASE_RATIO, ERASE_SCALE, Augmentation
+
+ERASE_ATTEMPTS = 10  # as torchvision: a rectangle that does not fit is drawn again, then skipped
+
+
+def _uniform(n: int, low: float, high: float, g: torch.Generator) -> Tensor:
+    return torch.rand(n, generator=g, device=g.device) * (high - low) + low
+
+
+def _randint(high: Tensor, g: torch.Generator) -> Tensor:
+    """An integer in [0, high) per entry of `high`."""
+    return (torch.rand(high.shape, generator=g, device=g.device) * high).floor().long()
+
+
+def crop_and_flip(x: Tensor, padding: int, p_flip: float, g: torch.Generator) -> Tensor:
+    """Pad each side with `padding` zeros and cut each image back to its size at a random offset,
+    then mirror it left-right with probability `p_flip`: one gather, in any dtype (uint8 here)."""
+    n, c, h, w = x.shape
+    if padding:
+        x = F.pad(x, (padding, padding, padding, padding))
+    width = w + 2 * padding
+    top = _randint(torch.full((n,), 2 * padding + 1, device=g.device), g)
+    left = _randint(torch.full((n,), 2 * padding + 1, device=g.device), g)
+    flip = torch.rand(n, generator=g, device=g.device) < p_flip
+    across = torch.arange(w, device=x.device)
+    cols = left[:, None] + torch.where(flip[:, None], w - 1 - across, across)
+    rows = top[:, None] + torch.arange(h, device=x.device)
+    index = (rows[:, :, None] * width + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
+    return x.flatten(2).gather(2, index).view(n, c, h, w)
+
+
+def random_affine(
+    x: Tensor,
+    degrees: float,
+    translate: Sequence[float],
+    scale: Sequence[float],
+    g: torch.Generator,
+) -> Tensor:
+    """Rotate, shift (whole pixels) and zoom each image about its centre: nearest pixel, 0 fill."""
+    n, _, h, w = x.shape
+    angle = _uniform(n, -degrees, degrees, g) * (math.pi / 180)
+    shift_x = _uniform(n, -translate[0] * w, translate[0] * w, g).round()
+    shift_y = _uniform(n, -translate[1] * h, translate[1] * h, g).round()
+    zoom = _uniform(n, scale[0], scale[1], g)
+    cos, sin = angle.cos() / zoom, angle.sin() / zoom
+    # output -> input in grid_sample's coordinates ([-1, 1] across each side, pixel centres):
+    # undo the shift, the rotation and the zoom, measured in pixels so that non-square images
+    # rotate undistorted. Written out elementwise: F.affine_grid's batched matrix product is
+    # 20x slower on the CPU for such small matrices.
+    u = ((torch.arange(w, device=x.device) * 2 + 1) / w - 1)[None, None, :]
+    v = ((torch.arange(h, device=x.device) * 2 + 1) / h - 1)[None, :, None]
+    cos, sin = cos[:, None, None], sin[:, None, None]
+    dx, dy = (shift_x * 2 / w)[:, None, None], (shift_y * 2 / h)[:, None, None]
+    grid_x = cos * (u - dx) + sin * (v - dy) * (h / w)
+    grid_y = -sin * (u - dx) * (w / h) + cos * (v - dy)
+    grid = torch.stack([grid_x, grid_y], dim=-1).to(x.dtype)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+def _gray(x: Tensor) -> Tensor:
+    return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+
+
+def _factor(n: int, strength: float, g: torch.Generator) -> Tensor:
+    return _uniform(n, max(0.0, 1 - strength), 1 + strength, g)[:, None, None, None]
+
+
+def color_jitter(
+    x: Tensor, brightness: float, contrast: float, saturation: float, g: torch.Generator
+) -> Tensor:
+    """Scale brightness, contrast and saturation of [0, 1] images by a factor drawn per image."""
+    n = len(x)
+    if brightness:
+        x = (x * _factor(n, brightness, g)).clamp(0, 1)
+    if contrast:
+        mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
+        f = _factor(n, contrast, g)
+        x = (f * x + (1 - f) * mean).clamp(0, 1)
+    if saturation:
+        f = _factor(n, saturation, g)
+        x = (f * x + (1 - f) * _gray(x)).clamp(0, 1)
+    return x
+
+
+def random_erasing(x: Tensor, p: float, g: torch.Generator) -> Tensor:
+    """Set a random rectangle of 2-33% of the image to zero, with probability p per image."""
+    n, _, h, w = x.shape
+    erase = torch.rand(n, generator=g, device=g.device) < p
+    tries = (n, ERASE_ATTEMPTS)
+    area = (
+        h
+        * w
+        * (
+            torch.rand(tries, generator=g, device=g.device) * (ERASE_SCALE[1] - ERASE_SCALE[0])
+            + ERASE_SCALE[0]
+        )
+    )
+    log_low, log_high = math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1])
+    ratio = (torch.rand(tries, generator=g, device=g.device) * (log_high - log_low) + log_low).exp()
+    heights = (area * ratio).sqrt().round().long()
+    widths = (area / ratio).sqrt().round().long()
+    fits = (heights < h) & (widths < w)
+    first = fits.int().argmax(dim=1, keepdim=True)  # the first rectangle that fits
+    erase &= fits.any(dim=1)
+    eh, ew = heights.gather(1, first)[:, 0], widths.gather(1, first)[:, 0]
+    top, left = _randint(h - eh + 1, g), _randint(w - ew + 1, g)
+    rows = torch.arange(h, device=x.device)[None, :]
+    cols = torch.arange(w, device=x.device)[None, :]
+    inside_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
+    inside_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
+    mask = inside_rows[:, :, None] & inside_cols[:, None, :] & erase[:, None, None]
+    return x.masked_fill(mask[:, None], 0.0)
+
+
+class BatchAugmentation:
+    """`data.augment` and normalisation for uint8 batches (N, 3, H, W) on any device."""
+
+    def __init__(self, aug: Augmentation, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.aug = aug
+        self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+        self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
+
+    def _statistics(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        if self.mean.device != device:
+            self.mean, self.std = self.mean.to(device), self.std.to(device)
+        return self.mean, self.std
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 images to float, normalised (the evaluation transform), in two passes."""
+        mean, std = self._statistics(images.device)
+        return images.float().mul_(1 / (255 * std)).sub_(mean / std)
+
+    def _normalize_unit(self, x: Tensor) -> Tensor:
+        mean, std = self._statistics(x.device)
+        return (x - mean) / std
+
+    def __call__(self, images: Tensor, g: torch.Generator) -> Tensor:
+        """uint8 images augmented (parameters drawn from `g`, on the images' device), normalised.
+
+        Crops and flips move uint8 pixels (a quarter of the memory traffic of floats); the
+        affine map and colour jitter work on floats in [0, 1]; random erasing comes last.
+        """
+        aug = self.aug
+        x = images
+        if aug.crop_padding or aug.hflip:
+            x = crop_and_flip(x, aug.crop_padding, aug.hflip, g)
+        if aug.affine or aug.color_jitter:
+            x = x.float().div_(255)
+            if aug.affine:
+                x = random_affine(x, aug.degrees, aug.translate, aug.scale, g)
+            if aug.color_jitter:
+                x = color_jitter(x, aug.brightness, aug.contrast, aug.saturation, g)
+            x = self._normalize_unit(x)
+        else:
+            x = self.normalize(x)
+        if aug.erasing:
+            x = random_erasing(x, aug.erasing, g)
+        return x

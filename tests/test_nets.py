@@ -34,6 +34,15 @@ def test_frozen_backbone_trains_only_the_head_and_keeps_batchnorm_statistics():
     assert not any(m.training for m in net.modules() if isinstance(m, nn.BatchNorm2d))
 
 
+def test_a_frozen_backbone_stays_frozen_when_ddp_syncs_its_batchnorm():
+    # trainer=ddp (sync_batchnorm: true) swaps every BatchNorm2d for a SyncBatchNorm
+    net = nn.SyncBatchNorm.convert_sync_batchnorm(ResNet50(num_classes=3, freeze_backbone=True))
+    synced = [m for m in net.modules() if isinstance(m, nn.SyncBatchNorm)]
+    assert len(synced) == 53
+    net.train()
+    assert not any(m.training for m in synced)
+
+
 def test_pretrained_weights_keep_the_backbone_and_replace_the_head(monkeypatch):
     pretrained = resnet50().state_dict()  # stands in for the downloaded ImageNet weights
     monkeypatch.setattr(ResNet50_Weights, "get_state_dict", lambda self, **_: pretrained)

@@ -13,7 +13,13 @@ from torchmetrics import MaxMetric, MeanMetric, MinMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from src.cli.errors import ConfigError
-from src.models.tasks import TASKS, per_class_metrics, probabilities, task_metrics
+from src.models.tasks import (
+    TASKS,
+    per_class_metrics,
+    probabilities,
+    task_metrics,
+    training_predictions,
+)
 from src.tracking.metrics import BEST, default_monitor, metric_mode
 
 # Keys of a scheduler config that are Lightning's settings, not the scheduler's arguments.
@@ -46,6 +52,10 @@ class ImageClassifier(L.LightningModule):
         threshold: multi-label: probability above which a label is predicted.
         compile: compile the network with torch.compile for training. It is compiled in place,
             so checkpoints hold the same keys and load into an uncompiled model.
+        channels_last: keep the network's weights and inputs in channels-last memory order, which
+            tensor-core convolutions on GPUs (and mixed precision) run fastest in.
+        matmul_precision: torch.set_float32_matmul_precision on machines with CUDA: "high" lets
+            float32 matrix products use TF32 tensor cores, "highest" keeps them exact.
     """
 
     def __init__(
@@ -61,6 +71,8 @@ class ImageClassifier(L.LightningModule):
         pos_weight: Sequence[float] | str | None = None,
         threshold: float = 0.5,
         compile: bool = False,
+        channels_last: bool = False,
+        matmul_precision: str = "high",
     ) -> None:
         super().__init__()
         # save_hyperparameters reads these locals: plain values keep checkpoints loadable with
@@ -73,7 +85,15 @@ class ImageClassifier(L.LightningModule):
         self.save_hyperparameters()
         self._check_settings()
 
+        if matmul_precision not in ("highest", "high", "medium"):
+            raise ConfigError(
+                f"model.matmul_precision={matmul_precision!r}: use highest, high or medium"
+            )
+        if torch.cuda.is_available():  # before the trainer, which warns when it is left unset
+            torch.set_float32_matmul_precision(matmul_precision)
         self.net = instantiate({"num_classes": num_classes, **net})
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
         width = getattr(self.net, "num_classes", num_classes)
         if width != num_classes:
             raise ConfigError(
@@ -87,7 +107,9 @@ class ImageClassifier(L.LightningModule):
         self.register_buffer("pos_weight", torch.tensor(positives, dtype=torch.float))
 
         metrics = task_metrics(task, num_classes, threshold)
-        self.train_metrics = metrics.clone(prefix="train/")
+        self.train_metrics = task_metrics(task, num_classes, threshold, training=True).clone(
+            prefix="train/"
+        )
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_loss = MeanMetric()
@@ -143,7 +165,7 @@ class ImageClassifier(L.LightningModule):
             # an input of the data's shape, for the model summary's sizes and the graph in
             # TensorBoard (logger.tensorboard.log_graph=true)
             with torch.random.fork_rng(devices=[]):  # augmenting it must not shift the run's RNG
-                self.example_input_array = torch.zeros_like(train_set[0][0]).unsqueeze(0)
+                self.example_input_array = torch.zeros(train_set[0][0].shape).unsqueeze(0)
         if stage == "fit" and self.hparams.pos_weight == "auto":
             self.pos_weight.copy_(self._pos_weight_from_data())
         if self.hparams.compile and stage == "fit":
@@ -156,9 +178,12 @@ class ImageClassifier(L.LightningModule):
         return (len(targets) - positives) / positives.clamp(min=1)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
-    def _step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    def _loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """The loss, the logits and the targets of a batch."""
         x, y = batch
         logits = self(x)
         if self.hparams.task == "multiclass":
@@ -170,6 +195,11 @@ class ImageClassifier(L.LightningModule):
             loss = self.criterion(logits, y)
         else:
             loss = F.binary_cross_entropy_with_logits(logits, y.float(), pos_weight=self.pos_weight)
+        return loss, logits, y
+
+    def _step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """The loss, the class probabilities and the targets of a batch."""
+        loss, logits, y = self._loss(batch)
         return loss, probabilities(self.hparams.task, logits), y
 
     def on_train_epoch_start(self) -> None:
@@ -177,8 +207,9 @@ class ImageClassifier(L.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss, probs, y = self._step(batch)
-        self.train_metrics.update(probs, y.long())
+        loss, logits, y = self._loss(batch)
+        hp = self.hparams
+        self.train_metrics.update(training_predictions(hp.task, logits, hp.threshold), y.long())
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
@@ -214,7 +245,11 @@ class ImageClassifier(L.LightningModule):
         """The names of the metrics this model logs in the given stages, e.g. val/acc_best."""
         metrics = list(self.val_metrics.keys(keep_base=True))
         names = {
-            "train": ["train/loss", "train/lr", *(f"train/{m}" for m in metrics)],
+            "train": [
+                "train/loss",
+                "train/lr",
+                *(f"train/{m}" for m in self.train_metrics.keys(keep_base=True)),
+            ],
             "val": [f"val/{m}" for m in ["loss", *metrics]]
             + [f"val/{m}{BEST}" for m in self.val_best],
             "test": ["test/loss", *(f"test/{m}" for m in metrics)],

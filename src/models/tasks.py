@@ -1,5 +1,7 @@
 """What differs between multi-class and multi-label classification: metrics and predictions."""
 
+import math
+
 from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -14,26 +16,35 @@ from torchmetrics.classification import (
 TASKS = ("multiclass", "multilabel")
 
 
-def task_metrics(task: str, num_classes: int, threshold: float = 0.5) -> MetricCollection:
+def task_metrics(
+    task: str, num_classes: int, threshold: float = 0.5, training: bool = False
+) -> MetricCollection:
     """Multi-class: top-1 (and top-5) accuracy and macro F1. Multi-label: macro average precision
-    (mAP), macro and micro F1, Hamming distance and exact match at `threshold`."""
+    (mAP), macro and micro F1, Hamming distance and exact match at `threshold`.
+
+    `training`: the set for the training step, kept lean: no argument checks, and no mAP (it holds
+    every prediction of the epoch); the multi-label metrics there take 0/1 predictions.
+    """
+    check = not training
     if task == "multiclass":
         metrics = {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
+            "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=check),
+            "f1": MulticlassF1Score(num_classes, average="macro", validate_args=check),
         }
         if num_classes > 5:
-            metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+            metrics["acc_top5"] = MulticlassAccuracy(
+                num_classes, top_k=5, average="micro", validate_args=check
+            )
         return MetricCollection(metrics)
-    return MetricCollection(
-        {
-            "map": MultilabelAveragePrecision(num_classes, average="macro"),
-            "f1": MultilabelF1Score(num_classes, threshold=threshold, average="macro"),
-            "f1_micro": MultilabelF1Score(num_classes, threshold=threshold, average="micro"),
-            "hamming": MultilabelHammingDistance(num_classes, threshold=threshold),
-            "exact_match": MultilabelExactMatch(num_classes, threshold=threshold),
-        }
-    )
+    at = {"threshold": threshold, "validate_args": check}
+    metrics = {} if training else {"map": MultilabelAveragePrecision(num_classes, average="macro")}
+    metrics |= {
+        "f1": MultilabelF1Score(num_classes, average="macro", **at),
+        "f1_micro": MultilabelF1Score(num_classes, average="micro", **at),
+        "hamming": MultilabelHammingDistance(num_classes, **at),
+        "exact_match": MultilabelExactMatch(num_classes, **at),
+    }
+    return MetricCollection(metrics)
 
 
 def per_class_metrics(num_classes: int, threshold: float = 0.5) -> MetricCollection:
@@ -47,5 +58,15 @@ def per_class_metrics(num_classes: int, threshold: float = 0.5) -> MetricCollect
 
 
 def probabilities(task: str, logits: Tensor) -> Tensor:
-    """Class probabilities: softmax over classes, or an independent sigmoid per label."""
+    """Class probabilities in float32 (also under mixed precision, where half-precision sigmoids
+    round near 0 and 1): softmax over classes, or an independent sigmoid per label."""
+    logits = logits.float()
     return logits.softmax(dim=-1) if task == "multiclass" else logits.sigmoid()
+
+
+def training_predictions(task: str, logits: Tensor, threshold: float) -> Tensor:
+    """What the lean training metrics take: the logits (multi-class, ranked as they are), or 0/1
+    per label (multi-label: logit above the threshold's logit, the same as sigmoid > threshold)."""
+    if task == "multiclass":
+        return logits.detach()
+    return (logits.detach() > math.log(threshold / (1 - threshold))).long()

@@ -4,6 +4,7 @@ from urllib.error import URLError
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torchvision.models import ResNet50_Weights, resnet50
 
 from src.cli.errors import ConfigError
@@ -63,7 +64,8 @@ class ResNet50(nn.Module):
         super().train(mode)
         if self.freeze_backbone:  # keep pretrained BatchNorm statistics as they are
             for module in self.model.modules():
-                if isinstance(module, nn.BatchNorm2d):
+                # _BatchNorm: also the SyncBatchNorm that trainer=ddp turns BatchNorm2d into
+                if isinstance(module, _BatchNorm):
                     module.eval()
         return self
 

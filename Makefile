@@ -3,7 +3,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 SETUP  := $(VENV)/.installed
 
-.PHONY: help train test test-full format lint tensorboard clean
+.PHONY: help train test test-full benchmark gpu-check format lint tensorboard clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,6 +22,12 @@ test: $(SETUP)  ## the fast test suite (what CI runs)
 
 test-full: $(SETUP)  ## every test, slow ones included
 	$(PYTHON) -m pytest -m "slow or not slow" $(ARGS)
+
+benchmark: $(SETUP)  ## training speed against a hand-written loop; appends to docs/benchmarks.md
+	$(PYTHON) scripts/benchmark.py $(ARGS)
+
+gpu-check: $(SETUP)  ## run the GPU paths (AMP, compile, DDP, ...) and report PASS/FAIL; needs CUDA
+	$(PYTHON) scripts/gpu_check.py $(ARGS)
 
 format: $(SETUP)  ## format and fix lint with ruff
 	$(PYTHON) -m ruff format src tests scripts hydra_plugins

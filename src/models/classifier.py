@@ -211,8 +211,12 @@ class ImageClassifier(L.LightningModule):
         hp = self.hparams
         self.train_metrics.update(training_predictions(hp.task, logits, hp.threshold), y.long())
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # logged once an epoch rather than registered with every step (computing syncs DDP ranks)
+        self.log_dict(self.train_metrics.compute())
+        self.train_metrics.reset()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, probs, y = self._step(batch)

@@ -176,6 +176,28 @@ def augmentation_rates(size: int, batch: int, spec: dict, repeats: int) -> tuple
     return batch / batched_s, batch / per_sample_s
 
 
+def kornia_rate(size: int, batch: int, spec: dict, repeats: int) -> float | None:
+    """Images/s of kornia.augmentation doing the same steps, where kornia is installed (it is not
+    a dependency: the template's own kernels replace it), else None."""
+    try:
+        import kornia.augmentation as K
+    except ImportError:
+        return None
+    aug = parse_augmentation(spec)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    steps = []
+    if aug.crop_padding:
+        steps.append(K.RandomCrop((size, size), padding=aug.crop_padding))
+    if aug.hflip:
+        steps.append(K.RandomHorizontalFlip(p=aug.hflip))
+    if aug.color_jitter:
+        steps.append(K.ColorJitter(aug.brightness, aug.contrast, aug.saturation, p=1.0))
+    steps.append(K.Normalize(torch.full((3,), 0.5), torch.full((3,), 0.25)))
+    pipeline = K.AugmentationSequential(*steps).to(device)
+    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
+    return batch / timed(lambda: pipeline(images.float().div(255)), repeats)
+
+
 class FirstStepTime(L.Callback):
     """Print the wall-clock time at the start of the first training step."""
 
@@ -248,6 +270,11 @@ def measure(args: argparse.Namespace) -> list[Row]:
             (f"augmentation alone, {name}: batched on the {device} vs per-sample (CPU, 1 process)",
              f"{batched:,.0f} vs {one_by_one:,.0f} img/s", f"{batched / one_by_one:.1f}x")
         )  # fmt: skip
+        if (kornia := kornia_rate(size, batch, spec, args.repeats)) is not None:
+            rows.append(
+                (f"augmentation alone, {name}: batched vs kornia.augmentation, on the {device}",
+                 f"{batched:,.0f} vs {kornia:,.0f} img/s", f"{batched / kornia:.1f}x")
+            )  # fmt: skip
     rows.append(
         ("start-up: `python src/train.py` to its first step", f"{startup_seconds():.1f} s", "")
     )

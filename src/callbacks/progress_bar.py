@@ -19,8 +19,10 @@ class LeanProgressBar(RichProgressBar):
     per epoch with the progress-bar metrics instead.
     """
 
-    def __init__(self, min_interval: float = 0.25, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, min_interval: float = 0.25, refresh_rate: int = 4, **kwargs: Any) -> None:
+        # refresh_rate: redraws a second of rich's own refresh thread (Lightning's default, 100,
+        # takes the interpreter from the training loop 100 times a second)
+        super().__init__(refresh_rate=refresh_rate, **kwargs)
         self.min_interval = min_interval
         self._last_draw = 0.0
         self.lines_only = False

@@ -116,7 +116,9 @@ def test_model_optimizer_and_scheduler_run_a_step(train_cfg, model, optimizer, s
     metrics = train(cfg)
     assert math.isfinite(metrics["train/loss"]) and 0 <= metrics["test/acc"] <= 1
     # the first epoch's learning rate: the optimizer's, or a warm-up's first fraction of it
+    # (one-cycle starts at lr / div_factor)
     start = cfg.optimizer.lr * (cfg.scheduler.warmup_start_factor if "warmup" in scheduler else 1)
+    start /= cfg.scheduler.div_factor if scheduler == "onecycle" else 1
     assert metrics["train/lr"] == pytest.approx(start)
 
 

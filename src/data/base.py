@@ -1,7 +1,7 @@
 """The shared base for classification DataModules: loaders, splits, batch size per process."""
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from src.cli.errors import ConfigError
+from src.data.augmentation import check_statistics, parse_augmentation
 from src.data.transforms import build_transforms
 
 
@@ -58,6 +59,9 @@ class ClassificationDataModule(L.LightningDataModule):
     Subclasses set `train_set`, `val_set` and `test_set` in `setup` and describe the task with
     `task`, `num_classes` and `class_names`; the model reads those through the config. Multi-class
     targets are class indices; multi-label targets are float multi-hot vectors of num_classes.
+
+    `augment` describes the training augmentation (`Augmentation`'s fields,
+    src/data/augmentation.py) and `mean`/`std` the normalisation after it; subclasses apply them.
     """
 
     supported_tasks: tuple[str, ...] = ("multiclass",)
@@ -75,6 +79,9 @@ class ClassificationDataModule(L.LightningDataModule):
         train_transforms: Sequence[Any] | None = None,
         eval_transforms: Sequence[Any] | None = None,
         task: str = "multiclass",
+        augment: Mapping[str, Any] | None = None,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.5, 0.5, 0.5),
     ) -> None:
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -100,6 +107,9 @@ class ClassificationDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers
         self.drop_last = drop_last
         self.split_seed = split_seed
+        check_statistics(mean, std)
+        self.augmentation = parse_augmentation(augment)
+        self.mean, self.std = list(mean), list(std)
         self.train_transform = build_transforms(train_transforms)
         self.eval_transform = build_transforms(eval_transforms)
         self.batch_size_per_device = batch_size

@@ -9,7 +9,7 @@ per_sample: torchvision transforms image by image in the DataLoader, built from 
 """
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,12 +19,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from src.cli.errors import ConfigError
-from src.data.augmentation import (
-    check_statistics,
-    parse_augmentation,
-    per_sample_eval_transform,
-    per_sample_train_transform,
-)
+from src.data.augmentation import per_sample_eval_transform, per_sample_train_transform
 from src.data.base import ClassificationDataModule, TransformedDataset
 from src.data.batch_augment import BatchAugmentation
 
@@ -80,8 +75,6 @@ class InMemoryDataModule(ClassificationDataModule):
 
     Args:
         pipeline: "batched" or "per_sample" (see the module's docstring).
-        augment: the training augmentation, `Augmentation`'s fields (src/data/augmentation.py).
-        mean, std: per-channel statistics of the normalisation after augmentation.
         train_transforms, eval_transforms: torchvision transform lists instead (per_sample only);
             checkpoints written before `augment` existed carry these.
     """
@@ -89,9 +82,6 @@ class InMemoryDataModule(ClassificationDataModule):
     def __init__(
         self,
         pipeline: str | None = None,
-        augment: Mapping[str, Any] | None = None,
-        mean: Sequence[float] = (0.5, 0.5, 0.5),
-        std: Sequence[float] = (0.5, 0.5, 0.5),
         train_transforms: Sequence[Any] | None = None,
         eval_transforms: Sequence[Any] | None = None,
         **kwargs: Any,
@@ -108,10 +98,7 @@ class InMemoryDataModule(ClassificationDataModule):
         super().__init__(
             train_transforms=train_transforms, eval_transforms=eval_transforms, **kwargs
         )
-        check_statistics(mean, std)
         self.pipeline = pipeline
-        self.augmentation = parse_augmentation(augment)
-        self.mean, self.std = list(mean), list(std)
         self.on_device = BatchAugmentation(self.augmentation, self.mean, self.std)
         self._transform_lists = lists
         self._generator: torch.Generator | None = None

@@ -50,6 +50,11 @@ class ImageClassifier(L.LightningModule):
         pos_weight: multi-label: per-label weight of positives in BCEWithLogits, a list, "auto"
             (negatives / positives of each label in the training data, found when fitting) or None.
         threshold: multi-label: probability above which a label is predicted.
+        init_from: a checkpoint or state_dict file the training entry point starts the weights
+            from (src/models/init_from.py); recorded here, never read by the module itself.
+        backbone_lr_scale: the backbone's lr is the optimizer's lr times this; 0 freezes it.
+        freeze_until: freeze the network's modules up to and including this one (a name in
+            `net.named_modules()`), their batch-norm statistics included.
         compile: compile the network with torch.compile for training. It is compiled in place,
             so checkpoints hold the same keys and load into an uncompiled model.
         channels_last: keep the network's weights and inputs in channels-last memory order, which
@@ -70,6 +75,9 @@ class ImageClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         pos_weight: Sequence[float] | str | None = None,
         threshold: float = 0.5,
+        init_from: str | None = None,
+        backbone_lr_scale: float = 1.0,
+        freeze_until: str | None = None,
         compile: bool = False,
         channels_last: bool = False,
         matmul_precision: str = "high",
@@ -292,6 +300,13 @@ class ImageClassifier(L.LightningModule):
         images = batch[0] if isinstance(batch, list | tuple) else batch
         return probabilities(self.hparams.task, self(images))
 
+    def _optimizer_steps(self) -> int:
+        """The optimizer steps of the whole run; 1 before a trainer is attached (when __init__
+        only checks the settings)."""
+        if self._trainer is None:
+            return 1
+        return max(1, int(self.trainer.estimated_stepping_batches))
+
     def configure_optimizers(self) -> Any:
         """Build the optimizer (and scheduler) from their partial configs."""
         params = [p for p in self.parameters() if p.requires_grad]
@@ -303,6 +318,8 @@ class ImageClassifier(L.LightningModule):
             return optimizer
         settings = dict(self.hparams.scheduler)
         lightning_keys = {k: settings.pop(k) for k in SCHEDULER_LIGHTNING_KEYS if k in settings}
+        if settings.get("total_steps") == "auto":  # e.g. one-cycle: the run's optimizer steps
+            settings["total_steps"] = self._optimizer_steps()
         try:
             scheduler = instantiate(settings)(optimizer)
         except (ValueError, TypeError) as exc:

@@ -20,9 +20,11 @@ from src.cli.instantiate import instantiate_callbacks, instantiate_loggers
 from src.cli.one_line_errors import hydra_errors_on_one_line, in_multirun, report_user_errors
 from src.models.checkpoint import existing_checkpoint
 from src.models.classifier import ImageClassifier
+from src.models.init_from import load_initial_weights
 from src.tracking.confusion_matrix import report_confusion_matrix
 from src.tracking.hparams import flat_hyperparameters
 from src.tracking.metrics import BEST, check_metrics_are_logged, metric_value
+from src.tracking.per_class import report_per_class
 from src.tracking.run_status import TensorBoardSession, how_fit_ended, tensorboard_dir
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,16 @@ def check_metrics(cfg: DictConfig, model: ImageClassifier) -> None:
     )
 
 
+def start_from_weights(model: ImageClassifier, path: str, out: Path, resuming: bool) -> None:
+    """model.init_from: load the file's matching weights, print and save what was loaded."""
+    if resuming:
+        log.warning("model.init_from is ignored: ckpt_path resumes the run with its own weights")
+        return
+    report = load_initial_weights(model, path)
+    report.print()
+    report.write_csv(out / "init_from.csv")
+
+
 def _fit_and_test(
     cfg: DictConfig, loggers: list[Logger], session: TensorBoardSession
 ) -> dict[str, float]:
@@ -82,12 +94,17 @@ def _fit_and_test(
             f"is {datamodule.task} with {datamodule.num_classes}: drop the model.task and "
             "model.num_classes overrides, so the model follows the data"
         )
+    if cfg.model.get("init_from"):
+        out = Path(cfg.paths.output_dir)
+        start_from_weights(model, cfg.model.init_from, out, resuming=bool(cfg.get("ckpt_path")))
     check_metrics(cfg, model)
     apply_extras(cfg)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     callbacks.append(RunConfigCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
+    if cfg.get("tune"):  # a finder run before training (configs/tune/)
+        callbacks.append(hydra.utils.instantiate(cfg.tune))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     session.start(flat_hyperparameters(cfg))
 
@@ -108,6 +125,12 @@ def _fit_and_test(
                 model.hparams.class_names,
                 Path(cfg.paths.output_dir) / "confusion_matrix.csv",
             )
+        report_per_class(
+            model.per_class_table,
+            Path(cfg.paths.output_dir) / "per_class.csv",
+            tensorboard_dir(loggers),
+            trainer.global_step,
+        )
         if best:
             log.info(f"Best checkpoint: {best}")
     session.end(*how_fit_ended(trainer))

@@ -13,14 +13,26 @@ from torchmetrics import MaxMetric, MeanMetric, MinMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from src.cli.errors import ConfigError
+from src.models.param_groups import (
+    backbone_modules,
+    head_prefixes,
+    in_head,
+    modules_up_to,
+    norm_layers,
+    parameter_groups,
+    parameters_up_to,
+)
 from src.models.tasks import (
     TASKS,
+    inverse_frequency_weights,
+    per_class_counts,
     per_class_metrics,
     probabilities,
     task_metrics,
     training_predictions,
 )
 from src.tracking.metrics import BEST, default_monitor, metric_mode
+from src.tracking.per_class import per_class_rows
 
 # Keys of a scheduler config that are Lightning's settings, not the scheduler's arguments.
 SCHEDULER_LIGHTNING_KEYS = ("interval", "frequency", "monitor")
@@ -45,7 +57,8 @@ class ImageClassifier(L.LightningModule):
         task: "multiclass" (CrossEntropy, argmax) or "multilabel" (BCEWithLogits, sigmoid >
             threshold), from the data.
         class_names: names of the classes, from the data; stored in checkpoints.
-        class_weights: multi-class: per-class CrossEntropy weights, or None.
+        class_weights: multi-class: per-class CrossEntropy weights, "auto" (inverse to each
+            class's count in the training data, averaging 1, found when fitting) or None.
         label_smoothing: multi-class: CrossEntropy label smoothing in [0, 1).
         pos_weight: multi-label: per-label weight of positives in BCEWithLogits, a list, "auto"
             (negatives / positives of each label in the training data, found when fitting) or None.
@@ -71,7 +84,7 @@ class ImageClassifier(L.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         task: str = "multiclass",
         class_names: Sequence[str] | None = None,
-        class_weights: Sequence[float] | None = None,
+        class_weights: Sequence[float] | str | None = None,
         label_smoothing: float = 0.0,
         pos_weight: Sequence[float] | str | None = None,
         threshold: float = 0.5,
@@ -102,12 +115,21 @@ class ImageClassifier(L.LightningModule):
         self.net = instantiate({"num_classes": num_classes, **net})
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        # names of the batch-norm layers whose statistics stay as they are (frozen by
+        # freeze_until or a backbone_lr_scale of 0): names, since trainer=ddp replaces the layers
+        # by SyncBatchNorm ones
+        self._frozen_norms: list[str] = self._freeze()
+        self.train()  # frozen layers in eval mode from the start (Lightning restores modes)
         width = getattr(self.net, "num_classes", num_classes)
         if width != num_classes:
             raise ConfigError(
                 f"the network's head has {width} outputs but the data has {num_classes} classes: "
                 "remove model.net.num_classes so it follows the data"
             )
+        # "auto": found from the training data when fitting; until then (and for the checkpoint
+        # to load into) ones of the right shape
+        if class_weights == "auto":
+            class_weights = [1.0] * num_classes
         weight = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
         # Kept in checkpoints, so a weight found from the data ("auto") is reloaded with the model.
@@ -134,8 +156,11 @@ class ImageClassifier(L.LightningModule):
         self.test_per_class = (
             per_class_metrics(num_classes, threshold) if task == "multilabel" else None
         )
+        self.test_counts = per_class_counts(task, num_classes, threshold)
         self.confusion_matrix: Tensor | None = None  # multi-class test results, for reports
         self.per_class_scores: dict[str, Tensor] = {}  # multi-label test results: f1, ap
+        # test precision, recall, F1 and support (and ap) of each class, for the per-class table
+        self.per_class_table: list[dict[str, Any]] = []
 
         self.configure_optimizers()  # refuse bad optimizer or scheduler settings now, not mid-run
 
@@ -147,6 +172,14 @@ class ImageClassifier(L.LightningModule):
             raise ConfigError(f"num_classes must be at least 2, got {hp.num_classes}")
         if len(hp.class_names) != hp.num_classes:
             raise ConfigError(f"{len(hp.class_names)} class names for {hp.num_classes} classes")
+        for name, value in (("class_weights", hp.class_weights), ("pos_weight", hp.pos_weight)):
+            if isinstance(value, str) and value != "auto":
+                raise ConfigError(f"model.{name}={value!r}: use a list, auto or null")
+        if hp.task == "multilabel" and hp.class_weights == "auto":
+            raise ConfigError(
+                "model.class_weights=auto applies to multi-class data: for multi-label data set "
+                "model.pos_weight=auto (and class_weights to null)"
+            )
         for name, values in (("class_weights", hp.class_weights), ("pos_weight", hp.pos_weight)):
             if isinstance(values, list) and (len(values) != hp.num_classes or min(values) < 0):
                 raise ConfigError(
@@ -154,10 +187,12 @@ class ImageClassifier(L.LightningModule):
                 )
         if not 0 <= hp.label_smoothing < 1:
             raise ConfigError(f"model.label_smoothing must lie in [0, 1), got {hp.label_smoothing}")
+        if not hp.backbone_lr_scale >= 0:
+            raise ConfigError(
+                f"model.backbone_lr_scale must be 0 (frozen) or more, got {hp.backbone_lr_scale}"
+            )
         if not 0 < hp.threshold < 1:
             raise ConfigError(f"model.threshold must lie in (0, 1), got {hp.threshold}")
-        if isinstance(hp.pos_weight, str) and hp.pos_weight != "auto":
-            raise ConfigError(f"model.pos_weight={hp.pos_weight!r}: use a list, auto or null")
         # a setting of the other task would be silently ignored: refuse it instead
         if hp.task == "multiclass" and hp.pos_weight is not None:
             raise ConfigError("model.pos_weight applies to multi-label data: set it to null")
@@ -166,6 +201,34 @@ class ImageClassifier(L.LightningModule):
                 "model.class_weights and model.label_smoothing apply to multi-class data: "
                 "set them to null and 0"
             )
+
+    def _freeze(self) -> list[str]:
+        """Stop the gradients of what `freeze_until` or a backbone_lr_scale of 0 freezes; return
+        the batch-norm layers among the frozen modules."""
+        hp = self.hparams
+        frozen: list[tuple[str, nn.Module]] = []
+        if hp.freeze_until:
+            names = set(parameters_up_to(self.net, hp.freeze_until))
+            for name, param in self.net.named_parameters():
+                param.requires_grad_(param.requires_grad and name not in names)
+            frozen += modules_up_to(self.net, hp.freeze_until)
+        if hp.backbone_lr_scale == 0:
+            head = head_prefixes(self.net)
+            for name, param in self.net.named_parameters():
+                param.requires_grad_(param.requires_grad and in_head(name, head))
+            frozen += [(n, m) for n, m in self.net.named_modules() if n and not in_head(n, head)]
+        return norm_layers(frozen)
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The network without its head, for Lightning's BackboneFinetuning callback."""
+        return backbone_modules(self.net)
+
+    def train(self, mode: bool = True) -> "ImageClassifier":
+        super().train(mode)
+        for name in self._frozen_norms:  # frozen statistics stay as they are
+            self.net.get_submodule(name).eval()
+        return self
 
     def setup(self, stage: str) -> None:
         train_set = getattr(self.trainer.datamodule, "train_set", None)
@@ -176,6 +239,11 @@ class ImageClassifier(L.LightningModule):
                 self.example_input_array = torch.zeros(train_set[0][0].shape).unsqueeze(0)
         if stage == "fit" and self.hparams.pos_weight == "auto":
             self.pos_weight.copy_(self._pos_weight_from_data())
+        if stage == "fit" and self.hparams.class_weights == "auto":  # a buffer: kept in checkpoints
+            weights = inverse_frequency_weights(
+                self.trainer.datamodule.train_targets(), self.hparams.num_classes
+            )
+            self.criterion.weight.copy_(weights)
         if self.hparams.compile and stage == "fit":
             self.net.compile()
 
@@ -190,17 +258,25 @@ class ImageClassifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
-    def _loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """The loss, the logits and the targets of a batch."""
+    def _loss(
+        self, batch: tuple[Tensor, Tensor], mixed: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The loss, the logits and the targets of a batch.
+
+        mixed: training batches, which MixUp/CutMix may have mixed (src/data/batch_mixing.py):
+        multi-class targets may then be (B, C) class probabilities, which CrossEntropy takes as
+        they are (class weights and label smoothing apply to them too); multi-label targets are
+        mixed multi-hot floats, which BCEWithLogits takes like any multi-hot targets.
+        """
         x, y = batch
         logits = self(x)
         if self.hparams.task == "multiclass":
-            if y.ndim != 1:
+            if y.ndim != 1 and not (mixed and y.is_floating_point()):
                 raise ConfigError(
                     "multi-hot targets cannot train a multi-class (CrossEntropy) model: "
                     "the data is multi-label, set data.task=multilabel"
                 )
-            loss = self.criterion(logits, y)
+            loss = self.criterion(logits, y.to(logits.dtype) if y.ndim == 2 else y)
         else:
             loss = F.binary_cross_entropy_with_logits(logits, y.float(), pos_weight=self.pos_weight)
         return loss, logits, y
@@ -211,13 +287,22 @@ class ImageClassifier(L.LightningModule):
         return loss, probabilities(self.hparams.task, logits), y
 
     def on_train_epoch_start(self) -> None:
+        self.train()  # keep frozen batch-norm layers in eval mode, whatever set the modes
         # one name whatever the optimizer or scheduler, so runs of a sweep share the curve
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss, logits, y = self._loss(batch)
+        loss, logits, y = self._loss(batch, mixed=True)
         hp = self.hparams
-        self.train_metrics.update(training_predictions(hp.task, logits, hp.threshold), y.long())
+        # Under MixUp/CutMix the training metrics score each image against its dominant label:
+        # the class with the larger share of the mixed target (multi-class), the labels with at
+        # least half their weight (multi-label); unmixed targets stay as they are. The loss is
+        # taken against the soft targets themselves, so it cannot reach 0 while mixing is on.
+        if hp.task == "multiclass":
+            labels = y.argmax(dim=1) if y.ndim == 2 else y.long()
+        else:
+            labels = (y >= 0.5).long()
+        self.train_metrics.update(training_predictions(hp.task, logits, hp.threshold), labels)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
@@ -281,6 +366,7 @@ class ImageClassifier(L.LightningModule):
             self.test_confusion.update(probs, y)
         if self.test_per_class is not None:
             self.test_per_class.update(probs, y.long())
+        self.test_counts.update(probs, y.long())
         self.log("test/loss", loss, on_epoch=True, sync_dist=True)
         self.log_dict(self.test_metrics, on_epoch=True)
 
@@ -294,6 +380,10 @@ class ImageClassifier(L.LightningModule):
                 for name, value in zip(self.hparams.class_names, values, strict=True):
                     self.log(f"test/{metric}_{name}", value)
             self.test_per_class.reset()
+        ap = {"ap": self.per_class_scores["ap"]} if "ap" in self.per_class_scores else {}
+        counts = self.test_counts.compute()
+        self.per_class_table = per_class_rows(counts, self.hparams.class_names, ap)
+        self.test_counts.reset()
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         """Class probabilities of a batch of images (or of (images, anything) pairs)."""
@@ -309,9 +399,28 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """Build the optimizer (and scheduler) from their partial configs."""
-        params = [p for p in self.parameters() if p.requires_grad]
+        settings = dict(self.hparams.optimizer)
+        # checkpoints from before the option kept one group: so do they again
+        decay_norm_and_bias = settings.pop("decay_norm_and_bias", True)
+        if self.hparams.backbone_lr_scale != 1 and "lr" not in settings:
+            raise ConfigError("model.backbone_lr_scale needs optimizer.lr: set it")
+        groups = list(
+            parameter_groups(
+                self.net,
+                lr=settings.get("lr", 0.0),
+                weight_decay=settings.get("weight_decay"),
+                backbone_lr_scale=self.hparams.backbone_lr_scale,
+                decay_norm_and_bias=decay_norm_and_bias,
+            )
+        )
+        params: Any = groups[0]["params"] if len(groups) == 1 else groups
+        if not groups:
+            raise ConfigError(
+                "every parameter is frozen (model.freeze_until / model.backbone_lr_scale=0): "
+                "leave some of the network to train"
+            )
         try:
-            optimizer = instantiate(self.hparams.optimizer)(params)
+            optimizer = instantiate(settings)(params)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"bad optimizer settings: {exc}: fix the optimizer.* values") from exc
         if not self.hparams.scheduler:

@@ -17,7 +17,11 @@ class SmallCNN(nn.Module):
         dropout: dropout probability before each linear layer.
         pool_size: spatial size the features are pooled to before flattening, so any input
             size works (for 32x32 inputs and three stages this pooling is the identity).
+
+    `features` is the backbone and `classifier` the head (`head_prefixes`).
     """
+
+    head_prefixes = ("classifier",)
 
     def __init__(
         self,

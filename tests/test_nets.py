@@ -1,4 +1,5 @@
-"""The networks: output shapes, the CIFAR stem, freezing, and pretrained loading."""
+"""The networks: output shapes, the CIFAR stem, and the ResNet50 class of older checkpoints
+(freezing, pretrained loading)."""
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from torchvision.models import ResNet50_Weights, resnet50
 from src.cli.errors import ConfigError
 from src.models.nets.cnn import SmallCNN
 from src.models.nets.resnet import ResNet50
+from src.models.nets.torchvision_net import TorchvisionNet
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -57,10 +59,23 @@ def test_pretrained_weights_offline_give_one_clear_line(monkeypatch, tmp_path, o
     with pytest.raises(ConfigError) as error:
         ResNet50(num_classes=10, weights="IMAGENET1K_V1")
     message = str(error.value)
-    assert "could not download ResNet50 IMAGENET1K_V1 weights (network is unreachable" in message
-    assert "model.net.weights=null" in message and "\n" not in message
+    assert (
+        "could not download the resnet50 weights IMAGENET1K_V1 (network is unreachable" in message
+    )
+    assert "place resnet50-0676ba61.pth (from https://download.pytorch.org/models/" in message
+    assert f"in {tmp_path}/hub/checkpoints/, or use model.net.weights=null" in message
+    assert "\n" not in message
 
 
 def test_unknown_weight_names_are_refused():
-    with pytest.raises(ConfigError, match="IMAGENET1K_V1, IMAGENET1K_V2 or null"):
+    with pytest.raises(ConfigError, match="IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT or null"):
         ResNet50(num_classes=10, weights="imagenet")
+
+
+def test_the_old_resnet50_has_the_keys_and_head_of_model_resnet50():
+    old = ResNet50(num_classes=4, small_input_stem=True)
+    new = TorchvisionNet("resnet50", num_classes=4, small_input_stem=True)
+    assert old.head_prefixes == new.head_prefixes == ("model.fc",)
+    assert {k: v.shape for k, v in old.state_dict().items()} == {
+        k: v.shape for k, v in new.state_dict().items()
+    }

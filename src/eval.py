@@ -19,6 +19,8 @@ from src.cli.instantiate import instantiate_loggers
 from src.cli.one_line_errors import hydra_errors_on_one_line, report_user_errors
 from src.models.checkpoint import RUN_CONFIG_KEY, classifier_from_checkpoint, read_checkpoint
 from src.tracking.confusion_matrix import report_confusion_matrix
+from src.tracking.per_class import report_per_class
+from src.tracking.run_status import tensorboard_dir
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             model.hparams.class_names,
             Path(cfg.paths.output_dir) / "confusion_matrix.csv",
         )
+    report_per_class(
+        model.per_class_table,
+        Path(cfg.paths.output_dir) / "per_class.csv",
+        tensorboard_dir(trainer.loggers),
+        trainer.global_step,
+    )
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 

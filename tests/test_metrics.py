@@ -1,9 +1,14 @@
-"""The one table of metric directions, and the resolver the configs read it through."""
+"""The one table of metric directions, the resolver the configs read it through, and the
+macro precision and recall of multi-class runs."""
 
 import pytest
+import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from sklearn.metrics import precision_score, recall_score
 
 from src.cli.errors import ConfigError, one_line_reason, user_error_in
+from src.models.tasks import task_metrics
 from src.tracking.metrics import DIRECTIONS, default_monitor, metric_mode
 
 
@@ -55,3 +60,30 @@ def test_a_config_error_in_a_resolver_reaches_the_user_as_itself():
     assert str(error).startswith("no direction is known for metric 'val/nope'")
     assert one_line_reason(raised.value) == str(error)
     assert one_line_reason(RuntimeError("boom\nmore")) == "RuntimeError: boom"
+
+
+def test_multiclass_metrics_include_macro_precision_and_recall_as_sklearn_computes_them():
+    generator = torch.Generator().manual_seed(0)
+    probs = torch.rand(200, 6, generator=generator).softmax(dim=1)
+    targets = torch.randint(0, 6, (200,), generator=generator)
+    predicted = probs.argmax(dim=1)
+    expected = {
+        "precision": precision_score(targets, predicted, average="macro", zero_division=0),
+        "recall": recall_score(targets, predicted, average="macro", zero_division=0),
+    }
+    for training in (False, True):  # the lean training set takes the logits, ranked the same
+        metrics = task_metrics("multiclass", 6, training=training)
+        values = metrics(probs.log() if training else probs, targets)
+        assert {"acc", "acc_top5", "f1", "precision", "recall"} == set(values)
+        for name, value in expected.items():
+            assert float(values[name]) == pytest.approx(value, abs=1e-6), (name, training)
+
+
+def test_precision_and_recall_have_a_best_so_far_and_can_be_monitored(train_cfg):
+    cfg = train_cfg("monitor=val/recall")
+    assert cfg.callbacks.model_checkpoint.mode == "max"
+    model = instantiate(cfg.model, optimizer=cfg.optimizer, _recursive_=False)
+    names = model.logged_metric_names()
+    for name in ("train/precision", "val/precision_best", "val/recall_best", "test/recall"):
+        assert name in names
+    assert "val/precision" not in model.logged_metric_names(["train"])

@@ -168,6 +168,8 @@ def test_eval_reproduces_the_test_metrics_from_the_checkpoint_alone(default_run,
     assert evaluated["test/acc"] == metrics["test/acc"]
     assert evaluated["test/f1"] == pytest.approx(metrics["test/f1"], abs=1e-6)
     assert evaluated["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-6)
+    # eval writes the same per-class table as the run's test did
+    assert (tmp_path / "per_class.csv").read_text() == (out / "per_class.csv").read_text()
 
 
 def test_a_checkpoint_from_before_per_metric_bests_still_evaluates(default_run, tmp_path):

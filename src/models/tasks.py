@@ -2,15 +2,20 @@
 
 import math
 
+import torch
 from torch import Tensor
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+    MulticlassStatScores,
     MultilabelAveragePrecision,
     MultilabelExactMatch,
     MultilabelF1Score,
     MultilabelHammingDistance,
+    MultilabelStatScores,
 )
 
 TASKS = ("multiclass", "multilabel")
@@ -19,8 +24,8 @@ TASKS = ("multiclass", "multilabel")
 def task_metrics(
     task: str, num_classes: int, threshold: float = 0.5, training: bool = False
 ) -> MetricCollection:
-    """Multi-class: top-1 (and top-5) accuracy and macro F1. Multi-label: macro average precision
-    (mAP), macro and micro F1, Hamming distance and exact match at `threshold`.
+    """Multi-class: top-1 (and top-5) accuracy, macro F1, precision and recall. Multi-label: macro
+    average precision (mAP), macro and micro F1, Hamming distance and exact match at `threshold`.
 
     `training`: the set for the training step, kept lean: no argument checks, and no mAP (it holds
     every prediction of the epoch); the multi-label metrics there take 0/1 predictions.
@@ -30,6 +35,9 @@ def task_metrics(
         metrics = {
             "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=check),
             "f1": MulticlassF1Score(num_classes, average="macro", validate_args=check),
+            # F1, precision and recall share their counts: the collection updates them once
+            "precision": MulticlassPrecision(num_classes, average="macro", validate_args=check),
+            "recall": MulticlassRecall(num_classes, average="macro", validate_args=check),
         }
         if num_classes > 5:
             metrics["acc_top5"] = MulticlassAccuracy(
@@ -57,6 +65,14 @@ def per_class_metrics(num_classes: int, threshold: float = 0.5) -> MetricCollect
     )
 
 
+def per_class_counts(task: str, num_classes: int, threshold: float = 0.5) -> Metric:
+    """True and false positives, true and false negatives and support of each class (rows of
+    (tp, fp, tn, fn, support)), for the test table of per-class precision, recall and F1."""
+    if task == "multiclass":
+        return MulticlassStatScores(num_classes, average=None)
+    return MultilabelStatScores(num_classes, threshold=threshold, average=None)
+
+
 def probabilities(task: str, logits: Tensor) -> Tensor:
     """Class probabilities in float32 (also under mixed precision, where half-precision sigmoids
     round near 0 and 1): softmax over classes, or an independent sigmoid per label."""
@@ -70,3 +86,11 @@ def training_predictions(task: str, logits: Tensor, threshold: float) -> Tensor:
     if task == "multiclass":
         return logits.detach()
     return (logits.detach() > math.log(threshold / (1 - threshold))).long()
+
+
+def inverse_frequency_weights(targets: Tensor, num_classes: int) -> Tensor:
+    """class_weights=auto: each class's weight inverse to its count among the (N,) training
+    targets, scaled so the weights average 1 (a class without samples counts as one)."""
+    counts = torch.bincount(targets.long(), minlength=num_classes).double().clamp(min=1)
+    weights = 1.0 / counts
+    return (weights * num_classes / weights.sum()).float()

@@ -1,0 +1,147 @@
+"""What a run reports beside its scalars: the per-class test table (printed, per_class.csv,
+TensorBoard text) for both tasks, and the chart of training and validation loss."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from sklearn.metrics import precision_recall_fscore_support
+from tensorboard.plugins.custom_scalar import layout_pb2
+from torchmetrics.classification import MulticlassStatScores, MultilabelStatScores
+
+from src.tracking.per_class import per_class_rows
+from src.train import train
+from tests.conftest import FAST, SMALL_MULTILABEL, compose_config
+from tests.helpers import QUIET, tensorboard_events, tensorboard_scalars
+
+# one short epoch: a model that is still poor, so the classes differ and some are never predicted
+SHORT = [
+    *FAST,
+    *QUIET,
+    "data.batch_size=16",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=3",
+    "+trainer.limit_val_batches=1",
+]
+COLUMNS = ["precision", "recall", "f1", "support"]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def sklearn_table(y_true, y_pred) -> list[float]:
+    """scikit-learn's precision, recall, F1 and support of each class, row after row."""
+    scores = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
+    return [float(value) for row in zip(*scores, strict=True) for value in row]
+
+
+def table_values(rows) -> list[float]:
+    """The precision, recall, F1 and support of the table's rows, row after row."""
+    return [float(row[key]) for row in rows for key in COLUMNS]
+
+
+def test_the_rows_agree_with_sklearn_for_multiclass_predictions():
+    generator = torch.Generator().manual_seed(0)
+    y_true = torch.randint(0, 5, (300,), generator=generator)
+    y_pred = torch.where(torch.rand(300, generator=generator) < 0.5, y_true, 1)  # 1: often wrong
+    y_pred[y_pred == 4] = 0  # class 4 is never predicted: precision 0 by convention
+    counts = MulticlassStatScores(5, average=None)(y_pred, y_true)
+    rows = per_class_rows(counts, ["a", "b", "c", "d", "e"])
+    assert [row["class"] for row in rows] == ["a", "b", "c", "d", "e"]
+    assert table_values(rows) == pytest.approx(sklearn_table(y_true, y_pred))
+
+
+def test_the_rows_agree_with_sklearn_for_multilabel_predictions():
+    generator = torch.Generator().manual_seed(1)
+    y_true = (torch.rand(200, 4, generator=generator) < 0.3).long()
+    noise = torch.rand(200, 4, generator=generator) < 0.2
+    y_pred = y_true ^ noise.long()
+    y_pred[:, 3] = 0  # label 3 is never predicted
+    counts = MultilabelStatScores(4, average=None)(y_pred, y_true)
+    rows = per_class_rows(counts, list("wxyz"), {"ap": torch.tensor([0.1, 0.2, 0.3, 0.4])})
+    assert table_values(rows) == pytest.approx(sklearn_table(y_true, y_pred))
+    assert [row["ap"] for row in rows] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+
+
+@pytest.fixture(scope="module")
+def multiclass_run(tmp_path_factory) -> tuple[Path, dict[str, float]]:
+    """A short multi-class digits run, TensorBoard logging, tested: its folder and metrics."""
+    out = tmp_path_factory.mktemp("per_class_multiclass")
+    figures = ["~callbacks.test_figures", "~callbacks.augmented_images"]  # matplotlib: seconds
+    return out, train(compose_config("train.yaml", out, [*SHORT, *figures]))
+
+
+def test_per_class_csv_agrees_with_sklearn_on_the_runs_test_predictions(multiclass_run):
+    out, metrics = multiclass_run
+    rows = read_csv(out / "per_class.csv")
+    assert list(rows[0]) == ["class", *COLUMNS]
+    assert [row["class"] for row in rows] == [str(i) for i in range(10)]
+    # the test predictions, as the confusion matrix counts them: (true, predicted) pairs
+    y_true, y_pred = [], []
+    for true, row in enumerate(read_csv(out / "confusion_matrix.csv")):
+        for predicted, count in enumerate(int(row[str(c)]) for c in range(10)):
+            y_true += [true] * count
+            y_pred += [predicted] * count
+    assert len(y_true) == 360  # the whole test split
+    assert table_values(rows) == pytest.approx(sklearn_table(y_true, y_pred))
+    assert len({row["precision"] for row in rows}) > 2  # a table with something in it
+    # the logged macro averages are the means of the table's columns
+    for name in ("precision", "recall", "f1"):
+        mean = sum(float(row[name]) for row in rows) / len(rows)
+        assert metrics[f"test/{name}"] == pytest.approx(mean, abs=1e-6), name
+
+
+def test_tensorboard_shows_the_per_class_table_as_text(multiclass_run):
+    out, _ = multiclass_run
+    (event,) = tensorboard_events(out).Tensors("test/per_class/text_summary")
+    lines = event.tensor_proto.string_val[0].decode().splitlines()
+    assert lines[0] == "| class | precision | recall | f1 | support |"
+    assert lines[1] == "|---|---|---|---|---|"
+    shown = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    expected = [
+        [row["class"], *(f"{float(row[k]):.4f}" for k in COLUMNS[:3]), row["support"]]
+        for row in read_csv(out / "per_class.csv")
+    ]
+    assert shown == expected
+
+
+def test_macro_precision_and_recall_are_logged_for_every_stage(multiclass_run):
+    out, metrics = multiclass_run
+    scalars = tensorboard_scalars(out)
+    for stage in ("train", "val", "test"):
+        for name in ("precision", "recall"):
+            assert f"{stage}/{name}" in scalars and f"{stage}/{name}" in metrics
+    assert "val/precision_best" in scalars and "val/recall_best" in scalars
+
+
+def test_train_and_validation_loss_share_one_tensorboard_chart(multiclass_run):
+    out, _ = multiclass_run
+    events = tensorboard_events(out)
+    (record,) = events.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(record.tensor_proto.string_val[0])
+    (category,) = layout.category
+    (chart,) = category.chart
+    assert chart.title == "loss"
+    # the tags are regular expressions TensorBoard matches from the start of a name
+    assert list(chart.multiline.tag) == ["train/loss$", "val/loss$"]
+    assert {"train/loss", "val/loss", "val/loss_best"} <= set(events.Tags()["scalars"])
+
+
+def test_the_multilabel_table_has_each_labels_scores_and_support(tmp_path):
+    small = ["data.train_size=200", "data.val_size=50", "data.test_size=200"]
+    overrides = [*SHORT, *SMALL_MULTILABEL, *small, "model.pos_weight=auto", "logger=none"]
+    cfg = compose_config("train.yaml", tmp_path, overrides)
+    metrics = train(cfg)
+    rows = read_csv(tmp_path / "per_class.csv")
+    assert list(rows[0]) == ["class", *COLUMNS, "ap"]
+    test_targets = instantiate(cfg.data).canvases()[2][1]
+    assert [int(row["support"]) for row in rows] == test_targets.sum(dim=0).long().tolist()
+    for row in rows:  # the same values as the per-class scalars users already have
+        assert float(row["f1"]) == pytest.approx(metrics[f"test/f1_{row['class']}"], abs=1e-6)
+        assert float(row["ap"]) == pytest.approx(metrics[f"test/ap_{row['class']}"], abs=1e-6)
+    assert any(float(row["precision"]) > 0 for row in rows)
+    assert not (tmp_path / "confusion_matrix.csv").exists()  # multi-class only

@@ -1,0 +1,93 @@
+"""An exponential moving average (EMA) of the weights, for validation, checkpoints and testing."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
+from torch import Tensor
+
+from src.cli.errors import ConfigError
+
+
+def ema_update(decay: float) -> Callable[[Sequence[Tensor], Sequence[Tensor], Any], None]:
+    """AveragedModel's multi-tensor update: average <- lerp(average, current, 1 - decay).
+
+    A lerp leaves a constant (a fixed buffer such as pos_weight, frozen layers) exactly as it is,
+    where torch's per-tensor decay * a + (1 - decay) * a may move it by a rounding step. Counters
+    (BatchNorm's num_batches_tracked) have no meaningful average: they follow the model.
+    """
+
+    @torch.no_grad()
+    def update(averaged: Sequence[Tensor], current: Sequence[Tensor], _: Any) -> None:
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(list(averaged), list(current), 1 - decay)
+        else:
+            torch._foreach_copy_(list(averaged), list(current))
+
+    return update
+
+
+class EMA(EMAWeightAveraging):
+    """Lightning's EMAWeightAveraging with an exact update, and checkpoints whose `state_dict`
+    holds the averaged weights next to the model's own metric states.
+
+    Training steps the raw weights; after every `update_every_n_steps`-th optimizer step (from
+    `update_starting_at_step` on) the average moves towards them by `1 - decay`. Validation runs
+    on the average (swapped in and back), best.ckpt and last.ckpt hold it in `state_dict` (the raw
+    weights in `current_model_state`, for resuming), and at the end of training the average is
+    copied into the model, so testing, eval and predict use it. With `use_buffers` the BatchNorm
+    running statistics are averaged the same way, so they match the averaged weights.
+
+    Two changes to Lightning's callback: testing a checkpoint after training (train.py tests
+    best.ckpt) keeps its averaged `state_dict` instead of loading the raw weights; and metric
+    states the model keeps in its state_dict (the val/*_best values), which are not weights, are
+    saved from the model, not from the average's stale copy.
+    """
+
+    def __init__(
+        self,
+        decay: float = 0.99,
+        update_every_n_steps: int = 1,
+        update_starting_at_step: int | None = None,
+        use_buffers: bool = True,
+    ) -> None:
+        if not 0 <= decay < 1:
+            raise ConfigError(f"callbacks.ema.decay must lie in [0, 1), got {decay}")
+        if not (isinstance(update_every_n_steps, int) and update_every_n_steps >= 1):
+            raise ConfigError(
+                "callbacks.ema.update_every_n_steps must be a positive integer, "
+                f"got {update_every_n_steps!r}"
+            )
+        super().__init__(
+            use_buffers=use_buffers,
+            decay=decay,
+            update_every_n_steps=update_every_n_steps,
+            update_starting_at_step=update_starting_at_step,
+        )
+        # AveragedModel takes avg_fn or multi_avg_fn: the exact multi-tensor update, not Lightning's
+        self._kwargs = {"multi_avg_fn": ema_update(decay)}
+        self.decay = decay
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Lightning's callback would load the raw weights (current_model_state) into the model
+        # for a test after training too: only a resumed fit needs them
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        if "current_model_state" not in checkpoint:
+            return
+        averaged = {name for name, _ in pl_module.named_parameters()}
+        averaged |= {name for name, _ in pl_module.named_buffers()}
+        state = checkpoint["state_dict"]
+        for name, value in checkpoint["current_model_state"].items():
+            if name not in averaged:
+                state[name] = value

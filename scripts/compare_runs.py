@@ -2,6 +2,10 @@
 
     python scripts/compare_runs.py logs/train/multiruns/<timestamp>
     python scripts/compare_runs.py logs --metric val/loss --out reports/
+    python scripts/compare_runs.py logs/train/multiruns/<timestamp> --group-by data.fold
+
+With --group-by KEY[,KEY], runs that differ only in those keys (the folds of a cross-validation,
+the seeds of a repeated run) are one row: each metric's mean ± std over them, and n.
 
 The report's logic is src/tracking/report.py; this is its command line.
 """
@@ -13,14 +17,18 @@ from pathlib import Path
 from rich.console import Console
 
 from src.cli.errors import ConfigError
+from src.tracking.figures import plot_curves, plot_group_curves
 from src.tracking.metrics import metric_mode
 from src.tracking.report import (
+    check_group_keys,
     choose_metric,
     choose_monitor,
-    plot_curves,
+    group_runs,
     rich_table,
+    sort_groups,
     sort_runs,
     tabulate,
+    tabulate_groups,
     write_csv,
 )
 from src.tracking.run_records import find_runs, read_run
@@ -33,8 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="folder for comparison.csv/.png (default: PATH)")
     parser.add_argument("--metric", help="sort by this metric (default: optimized_metric)")
     parser.add_argument("--mode", choices=("max", "min"), help="default: min for losses, else max")
+    parser.add_argument(
+        "--group-by",
+        metavar="KEY[,KEY]",
+        help="one row per group of runs that differ only in these override keys (e.g. "
+        "data.fold or seed): each metric's mean ± std and n",
+    )
     args = parser.parse_args(argv)
     path, out = args.path, args.out or args.path
+    keys = [k.strip().lstrip("+") for k in (args.group_by or "").split(",") if k.strip()]
+    if args.group_by is not None and not keys:
+        print("error: --group-by needs a key, e.g. --group-by data.fold", file=sys.stderr)
+        return 2
     if not path.is_dir():
         print(f"error: {path} is not a folder: pass a run, sweep or logs folder", file=sys.stderr)
         return 2
@@ -43,24 +61,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no runs under {path} ({looked})", file=sys.stderr)
         return 2
     runs = [read_run(run_dir, path) for run_dir in run_dirs]
+    try:
+        check_group_keys(runs, keys)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     metric = choose_metric(runs, args.metric)
     try:
         mode = args.mode or metric_mode(metric)
+        groups = sort_groups(group_runs(runs, keys), metric, mode) if keys else []
         runs = sort_runs(runs, metric, mode)
-        columns, rows = tabulate(runs, metric)
+        columns, rows = tabulate_groups(groups, metric, keys) if keys else tabulate(runs, metric)
     except ConfigError as error:
         print(f"error: {error}, or pass --mode max|min", file=sys.stderr)
         return 2
     order = "highest" if mode == "max" else "lowest"
     counted = f"{len(runs)} run{'s' * (len(runs) != 1)}"
-    title = f"{counted} under {path}, sorted by {metric} ({order} first)"
+    if keys:
+        counted += f" in {len(groups)} group{'s' * (len(groups) != 1)} by {','.join(keys)}"
+    sorted_by = f"{metric} mean" if keys else metric
+    title = f"{counted} under {path}, sorted by {sorted_by} ({order} first)"
     # Rows unwrapped when the output goes to a file or a pipe, where nobody reads wrapped lines.
     console = Console(width=None if sys.stdout.isatty() else 1000)
     console.print(rich_table(columns, rows, title))
+    monitor = choose_monitor(runs, metric)
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_csv(columns, rows, out / "comparison.csv")
-        plot_curves(runs, choose_monitor(runs, metric), out / "comparison.png", title)
+        if keys:
+            plot_group_curves(groups, keys, monitor, out / "comparison.png", title)
+        else:
+            plot_curves(runs, monitor, out / "comparison.png", title)
     except OSError as error:
         print(f"error: cannot write to {out}: {error.strerror}: pass --out DIR", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from matplotlib.image import imread
@@ -191,3 +192,104 @@ def test_runs_from_the_command_line(tmp_path: Path) -> None:
     assert f"4 runs under {sweep}, sorted by val/acc_best" in result.stdout
     assert f"wrote {sweep / 'comparison.csv'}" in result.stdout
     assert (sweep / "comparison.csv").is_file() and (sweep / "comparison.png").is_file()
+
+
+# Seeds of two learning rates: val/acc per epoch of each run. The lr=0.01 runs stop at different
+# epochs (early stopping), so their mean curve is over fewer runs at the end.
+REPEATS = {
+    0.001: {1: [0.5, 0.6, 0.7], 2: [0.4, 0.6, 0.8], 3: [0.5, 0.7, 0.75]},
+    0.01: {1: [0.7, 0.9], 2: [0.6, 0.8, 0.85], 3: [0.8, 0.95, 0.9]},
+}
+
+
+def write_repeats(root: Path) -> Path:
+    """Three seeds of each of two learning rates, and a failed fourth seed of lr=0.01."""
+    for lr, seeds in REPEATS.items():
+        for seed, val_acc in seeds.items():
+            overrides = [f"optimizer.lr={lr}", f"seed={seed}", *FIXED]
+            write_run(root / f"lr{lr}_seed{seed}", overrides, val_acc, ("finished", ""))
+    reason = "RuntimeError: out of memory"
+    write_run(
+        root / "lr0.01_seed4", ["optimizer.lr=0.01", "seed=4", *FIXED], None, ("failed", reason)
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def repeats(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_repeats(tmp_path_factory.mktemp("repeats"))
+
+
+def test_group_by_gives_a_row_per_group_with_mean_std_and_n(repeats: Path) -> None:
+    columns, rows = compare(repeats, group_by=["seed"])
+    assert columns[:5] == ["runs", "n", "status", "seed", "optimizer.lr"]
+    assert [row["optimizer.lr"] for row in rows] == ["0.01", "0.001"]  # best mean first
+    for row in rows:
+        seeds = REPEATS[float(row["optimizer.lr"])]
+        best = [max(val_acc) for val_acc in seeds.values()]
+        last = [val_acc[-1] for val_acc in seeds.values()]
+        assert row["val/acc_best mean"] == pytest.approx(np.mean(best))
+        assert row["val/acc_best std"] == pytest.approx(np.std(best, ddof=1))
+        assert row["val/acc_best n"] == 3
+        assert row["test/acc mean"] == pytest.approx(np.mean(last))
+        assert row["test/acc std"] == pytest.approx(np.std(last, ddof=1))
+        assert row["epochs mean"] == pytest.approx(np.mean([len(v) for v in seeds.values()]))
+    failed = rows[0]
+    assert (failed["n"], failed["status"], failed["seed"]) == (4, "3 finished, 1 failed", "1,2,3,4")
+    assert failed["note"] == "lr0.01_seed4: RuntimeError: out of memory"
+    assert failed["runs"].split("; ") == [f"lr0.01_seed{seed}" for seed in (1, 2, 3, 4)]
+    assert (rows[1]["n"], rows[1]["status"], rows[1]["seed"]) == (3, "finished", "1,2,3")
+
+
+def test_group_by_sorts_groups_by_metric_and_mode(repeats: Path) -> None:
+    by_loss = compare(repeats, metric="val/loss", group_by=["seed"])[1]
+    losses = [row["val/loss mean"] for row in by_loss]
+    assert losses == sorted(losses) and by_loss[0]["optimizer.lr"] == "0.01"
+    worst_first = compare(repeats, mode="min", group_by=["seed"])[1]
+    assert [row["optimizer.lr"] for row in worst_first] == ["0.001", "0.01"]
+    # grouped by both keys, every run is its own group of one: no std
+    singles = compare(repeats, group_by=["seed", "optimizer.lr"])[1]
+    assert len(singles) == 1 and singles[0]["n"] == 7 and singles[0]["val/acc_best n"] == 6
+
+
+def band_pixels(png: Path) -> int:
+    """Pixels of the first line's ±std band: matplotlib's first colour at alpha 0.25 on white."""
+    image = imread(png)[..., :3]
+    band = 0.25 * np.array([0x1F, 0x77, 0xB4]) / 255 + 0.75
+    return int((np.abs(image - band).max(axis=-1) < 0.02).sum())
+
+
+def test_group_by_writes_mean_std_n_csv_and_a_plot_with_bands(
+    repeats: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([str(repeats), "--group-by", "seed", "--out", str(tmp_path / "grouped")]) == 0
+    printed = capsys.readouterr().out
+    assert "7 runs in 2 groups by seed under" in printed
+    assert "sorted by val/acc_best mean (highest first)" in printed
+    best = [max(val_acc) for val_acc in REPEATS[0.001].values()]
+    assert f"{np.mean(best):.4g} ± {np.std(best, ddof=1):.2g}" in printed
+    assert "(n=3)" in printed  # the lr=0.01 group has 4 runs, 3 of them logged metrics
+    columns, rows = read_csv(tmp_path / "grouped" / "comparison.csv")
+    assert {"val/acc_best mean", "val/acc_best std", "val/acc_best n", "n"} <= set(columns)
+    grouped = compare(repeats, group_by=["seed"])[1]
+    assert float(rows[1]["val/acc_best std"]) == grouped[1]["val/acc_best std"]  # full precision
+    # the plot: each group's mean curve with its band; without spread (one run a group) none
+    assert band_pixels(tmp_path / "grouped" / "comparison.png") > 20_000
+    assert main([str(repeats), "--group-by", "seed,optimizer.lr", "--out", str(tmp_path)]) == 0
+    assert band_pixels(tmp_path / "comparison.png") > 20_000  # one group of all runs
+    single = tmp_path / "single"
+    assert main([str(repeats / "lr0.001_seed1"), "--group-by", "seed", "--out", str(single)]) == 0
+    assert band_pixels(single / "comparison.png") < 1_000
+
+
+def test_group_by_an_unknown_key_is_a_one_line_error(
+    repeats: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report"
+    assert main([str(repeats), "--group-by", "sed", "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == ["error: --group-by sed: no run has this hyperparameter: did you mean seed?"]
+    assert main([str(repeats), "--group-by", "data.fold", "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: --group-by data.fold: no run has")
+    assert not out.exists()

@@ -1,13 +1,16 @@
-"""CIFAR-10 through torchvision: a seeded 45k/5k train/val split and the 10k test set."""
+"""CIFAR-10 through torchvision: a seeded 45k/5k train/val split (or a fold of a stratified K-fold
+split of the 50k) and the 10k test set."""
 
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
 
+import numpy as np
 import torch
 from torchvision.datasets import CIFAR10
 
 from src.cli.errors import ConfigError
+from src.data.folds import fold_indices
 from src.data.in_memory import InMemoryDataModule
 
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -69,11 +72,23 @@ class CIFAR10DataModule(InMemoryDataModule):
             raise ConfigError(
                 f"data.val_size={self.val_size} leaves no training images out of {len(train_full)}"
             )
-        order = torch.randperm(len(train_full), generator=self.split_generator())
-        val_idx, train_idx = order[: self.val_size], order[self.val_size :]
         images, labels = as_tensors(train_full)
+        if self.num_folds is not None:  # val: fold `fold` of the 50k training images
+            pool = np.arange(len(train_full))
+            folds = (self.num_folds, self.fold)
+            train_idx, val_idx = fold_indices(pool, labels.numpy(), *folds, self.split_seed)
+        else:
+            order = torch.randperm(len(train_full), generator=self.split_generator())
+            val_idx, train_idx = order[: self.val_size], order[self.val_size :]
         return {
             "train": (images[train_idx], labels[train_idx]),
             "val": (images[val_idx], labels[val_idx]),
             "test": as_tensors(self._load(train=False)),
         }
+
+    def train_targets(self) -> torch.Tensor:
+        """Labels of the training split: from memory once set up, else read from the files."""
+        if self.train_set is None:
+            return self.load_splits()["train"][1]
+        # the batched pipeline's tensor data set, or the per_sample pipeline's wrapper of it
+        return getattr(self.train_set, "source", self.train_set).targets

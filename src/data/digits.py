@@ -10,6 +10,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from src.data.base import check_split_fractions
+from src.data.folds import fold_indices
 from src.data.in_memory import InMemoryDataModule
 
 
@@ -23,14 +24,20 @@ def load_digit_images(image_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def stratified_split(
-    labels: np.ndarray, fractions: Sequence[float], seed: int
+    labels: np.ndarray,
+    fractions: Sequence[float],
+    seed: int,
+    folds: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices of a seeded, stratified train/val/test split (val and test fractions given)."""
+    """Indices of a seeded, stratified train/val/test split (val and test fractions given); with
+    `folds` (num_folds, fold) val is that fold of the rest instead of its val fraction."""
     val_fraction, test_fraction = fractions
     index = np.arange(len(labels))
     rest, test = train_test_split(
         index, test_size=test_fraction, stratify=labels, random_state=seed
     )
+    if folds is not None:
+        return *fold_indices(rest, labels[rest], *folds, seed), test
     train, val = train_test_split(
         rest,
         test_size=val_fraction / (1 - test_fraction),
@@ -41,7 +48,8 @@ def stratified_split(
 
 
 class DigitsDataModule(InMemoryDataModule):
-    """The digits as a 10-class image data set with a seeded stratified train/val/test split."""
+    """The digits as a 10-class image data set with a seeded stratified train/val/test split;
+    with `num_folds`, val is fold `fold` of the train + val images (the test split stays)."""
 
     def __init__(
         self,
@@ -64,7 +72,8 @@ class DigitsDataModule(InMemoryDataModule):
     def split_indices(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Indices into the 1,797 digits of the train, val and test splits."""
         fractions = (self.val_fraction, self.test_fraction)
-        return stratified_split(load_digits().target, fractions, self.split_seed)
+        folds = None if self.num_folds is None else (self.num_folds, self.fold)
+        return stratified_split(load_digits().target, fractions, self.split_seed, folds)
 
     def train_targets(self) -> torch.Tensor:
         return torch.from_numpy(load_digits().target[self.split_indices()[0]]).long()

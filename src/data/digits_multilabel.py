@@ -37,6 +37,8 @@ class DigitsMultilabelDataModule(InMemoryDataModule):
     The digit images are first split (stratified, seeded) into train/val/test pools, and each
     split's canvases are drawn only from its own pool, so no digit image appears in two splits.
     Everything is seeded by `split_seed`: the same settings give the same canvases anywhere.
+    With `num_folds`, the train and val digit images are fold `fold` of a stratified K-fold split
+    of the usual train + val digit images; the test canvases stay the same.
     """
 
     supported_tasks = ("multilabel",)
@@ -63,14 +65,25 @@ class DigitsMultilabelDataModule(InMemoryDataModule):
 
     def canvases(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(images, targets) of the train, val and test splits, made once."""
-        if self._canvases is None:
-            digits, labels = load_digit_images(CELL)
-            pools = stratified_split(labels.numpy(), self.fractions, self.split_seed)
-            rng = np.random.default_rng(self.split_seed)
-            self._canvases = [
+        if self._canvases is not None:
+            return self._canvases
+        digits, labels = load_digit_images(CELL)
+
+        def draw(pools: tuple[np.ndarray, ...], rng: np.random.Generator) -> list[Any]:
+            return [
                 make_canvases(digits[pool], labels[pool], size, self.fill_probability, rng)
-                for pool, size in zip(pools, self.sizes, strict=True)
+                for pool, size in zip(pools, self.sizes, strict=False)
             ]
+
+        pools = stratified_split(labels.numpy(), self.fractions, self.split_seed)
+        self._canvases = draw(pools, np.random.default_rng(self.split_seed))
+        if self.num_folds is not None:
+            # The test canvases stay those above. Train and val canvases are drawn from the
+            # fold's digit images (folds stratified by digit), so no digit is in both.
+            folds = (self.num_folds, self.fold)
+            pools = stratified_split(labels.numpy(), self.fractions, self.split_seed, folds)
+            rng = np.random.default_rng([self.split_seed, *folds])
+            self._canvases[:2] = draw(pools[:2], rng)
         return self._canvases
 
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -1,23 +1,26 @@
-"""The comparison report of the runs under a folder: a table, its CSV and a plot of the curves.
+"""The comparison table of the runs under a folder, and its CSV (the plot: src/tracking/figures.py).
 
 scripts/compare_runs.py is its command line. Each run's hyperparameters come from
 .hydra/overrides.yaml and its TensorBoard HPARAMS record, its metrics from its TensorBoard scalars,
 and how it ended from its `run/status` text, so crashed, failed and pruned runs show as such
-instead of being left out.
+instead of being left out. Grouped (--group-by), runs that differ only in the given keys (the
+folds of a cross-validation, the seeds of a repeated run) make one row of each metric's mean,
+standard deviation and count.
 """
 
 import csv
 import re
 from collections import Counter
 from collections.abc import Callable
+from difflib import get_close_matches
 from pathlib import Path
 from statistics import mean
 
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+import numpy as np
 from rich.table import Table
 from rich.text import Text
 
+from src.cli.errors import ConfigError
 from src.tracking.files import write_atomically
 from src.tracking.hparams import is_hyperparameter
 from src.tracking.metrics import BEST, DEFAULT_MONITOR, metric_mode
@@ -26,6 +29,10 @@ from src.tracking.run_records import RunSummary, find_runs, natural_key, read_ru
 STATUS_STYLES = {"finished": "green", "running": "cyan", "pruned": "yellow", "failed": "red"}
 
 Cell = str | int | float | None
+# the columns of each metric in a grouped table, and how a group's run names are joined
+STATS = ("mean", "std", "n")
+RUNS_SEPARATOR = "; "
+PLUS_MINUS = " ± "
 
 
 def hyperparameter_value(run: RunSummary, key: str) -> str:
@@ -76,26 +83,18 @@ def sort_runs(runs: list[RunSummary], metric: str, mode: str) -> list[RunSummary
     return sorted(runs, key=key)
 
 
-def _epoch_at(run: RunSummary) -> dict[int, float]:
-    """The `epoch` scalar at each step."""
-    epoch_at: dict[int, float] = {}
-    for step, epoch in run.scalars.get("epoch", []):
-        epoch_at.setdefault(step, epoch)
-    return epoch_at
-
-
 def _epochs(run: RunSummary) -> int | None:
     if times := run.values("train/epoch_time"):
         return len(times)
     # Not max(epoch) + 1: the test loop logs `epoch` once more, after the last epoch.
-    epoch_at = _epoch_at(run)
+    epoch_at = run.epoch_at()
     logged = [step for tag in ("train/loss", "val/loss") for step, _ in run.scalars.get(tag, [])]
     seen = [epoch_at[step] for step in logged if step in epoch_at]
     return int(max(seen)) + 1 if seen else None
 
 
-def tabulate(runs: list[RunSummary], metric: str) -> tuple[list[str], list[dict[str, Cell]]]:
-    """Column names and one row per run, in the order given: hyperparameters, then metrics."""
+def run_measures(runs: list[RunSummary], metric: str) -> dict[str, Callable[[RunSummary], Cell]]:
+    """The table's metric columns and how each is read from a run."""
     monitor = choose_monitor(runs, metric)
     best = max if metric_mode(monitor) == "max" else min
     test = "test/" + monitor.rsplit("/", 1)[-1]
@@ -110,6 +109,12 @@ def tabulate(runs: list[RunSummary], metric: str) -> tuple[list[str], list[dict[
         measures.setdefault(test, lambda run: run.last(test))
     measures["epochs"] = _epochs
     measures["s/epoch"] = lambda run: mean(t) if (t := run.values("train/epoch_time")) else None
+    return measures
+
+
+def tabulate(runs: list[RunSummary], metric: str) -> tuple[list[str], list[dict[str, Cell]]]:
+    """Column names and one row per run, in the order given: hyperparameters, then metrics."""
+    measures = run_measures(runs, metric)
     hyperparameters = hyperparameter_columns(runs)
     rows = [
         {
@@ -124,13 +129,104 @@ def tabulate(runs: list[RunSummary], metric: str) -> tuple[list[str], list[dict[
     return ["run", "status", *hyperparameters, *measures, "note"], rows
 
 
-def compare(
-    path: Path, metric: str | None = None, mode: str | None = None
+def check_group_keys(runs: list[RunSummary], keys: list[str]) -> None:
+    """Refuse a --group-by key that no run overrides or logs as a hyperparameter."""
+    overridden = sorted({key for run in runs for key in run.overrides if is_hyperparameter(key)})
+    logged = sorted({key for run in runs for key in run.hparams})
+    for key in keys:
+        if key in overridden or key in logged:
+            continue
+        close = get_close_matches(key, overridden, n=1) or get_close_matches(key, logged, n=1)
+        hint = (
+            f"did you mean {close[0]}?" if close else f"the runs override {', '.join(overridden)}"
+        )
+        raise ConfigError(f"--group-by {key}: no run has this hyperparameter: {hint}")
+
+
+def group_runs(runs: list[RunSummary], keys: list[str]) -> list[list[RunSummary]]:
+    """Runs whose overridden hyperparameters differ only in `keys`, together, in the given order."""
+    overridden = dict.fromkeys(k for run in runs for k in run.overrides if is_hyperparameter(k))
+    others = [key for key in overridden if key not in keys]
+    groups: dict[tuple[str, ...], list[RunSummary]] = {}
+    for run in runs:
+        groups.setdefault(tuple(hyperparameter_value(run, k) for k in others), []).append(run)
+    return list(groups.values())
+
+
+def summarise(values: list[Cell]) -> tuple[float | None, float | None, int]:
+    """Mean, sample standard deviation (ddof=1, None below two values) and count of the numbers
+    among values (None and NaN left out)."""
+    numbers = [float(v) for v in values if isinstance(v, int | float) and v == v]
+    if not numbers:
+        return None, None, 0
+    spread = float(np.std(numbers, ddof=1)) if len(numbers) > 1 else None
+    return float(np.mean(numbers)), spread, len(numbers)
+
+
+def sort_groups(groups: list[list[RunSummary]], metric: str, mode: str) -> list[list[RunSummary]]:
+    """Groups best first by the mean of metric's last values; those without any last."""
+    sign = -1 if mode == "max" else 1
+
+    def key(group: list[RunSummary]) -> tuple[bool, float, list[str | int]]:
+        average = summarise([run.last(metric) for run in group])[0]
+        return (
+            average is None,
+            0.0 if average is None else sign * average,
+            natural_key(group[0].name),
+        )
+
+    return sorted(groups, key=key)
+
+
+def _status(group: list[RunSummary]) -> str:
+    """The status the runs share, else how many have each, e.g. `4 finished, 1 failed`."""
+    counts = Counter(run.status for run in group)
+    return (
+        next(iter(counts)) if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
+    )
+
+
+def tabulate_groups(
+    groups: list[list[RunSummary]], metric: str, keys: list[str]
 ) -> tuple[list[str], list[dict[str, Cell]]]:
-    """The comparison table of the runs under path: column names and rows, best run first."""
+    """Column names and one row per group: its runs, the values of `keys` they cover, the
+    hyperparameters, then each metric's mean, std and n (the runs that logged it)."""
+    measures = run_measures([run for group in groups for run in group], metric)
+    hyperparameters = [k for k in hyperparameter_columns([g[0] for g in groups]) if k not in keys]
+    stats = [f"{name} {stat}" for name in measures for stat in STATS]
+    rows = []
+    for group in groups:
+        row: dict[str, Cell] = {
+            "runs": RUNS_SEPARATOR.join(run.name for run in group),
+            "n": len(group),
+            "status": _status(group),
+            **{k: ",".join(dict.fromkeys(hyperparameter_value(r, k) for r in group)) for k in keys},
+            **{key: hyperparameter_value(group[0], key) for key in hyperparameters},
+        }
+        for name, measure in measures.items():
+            summary = summarise([measure(run) for run in group])
+            row |= {f"{name} {stat}": value for stat, value in zip(STATS, summary, strict=True)}
+        row["note"] = "; ".join(f"{r.name}: {r.reason}" for r in group if r.status != "finished")
+        rows.append(row)
+    return ["runs", "n", "status", *keys, *hyperparameters, *stats, "note"], rows
+
+
+def compare(
+    path: Path,
+    metric: str | None = None,
+    mode: str | None = None,
+    group_by: list[str] | None = None,
+) -> tuple[list[str], list[dict[str, Cell]]]:
+    """The comparison table of the runs under path: column names and rows, best run first; with
+    group_by, one row per group of runs that differ only in those keys, best mean first."""
     runs = [read_run(run_dir, path) for run_dir in find_runs(path)]
     metric = choose_metric(runs, metric)
-    return tabulate(sort_runs(runs, metric, mode or metric_mode(metric)), metric)
+    mode = mode or metric_mode(metric)
+    if not group_by:
+        return tabulate(sort_runs(runs, metric, mode), metric)
+    check_group_keys(runs, group_by)
+    groups = sort_groups(group_runs(runs, group_by), metric, mode)
+    return tabulate_groups(groups, metric, group_by)
 
 
 def write_csv(columns: list[str], rows: list[dict[str, Cell]], path: Path) -> None:
@@ -145,7 +241,7 @@ def write_csv(columns: list[str], rows: list[dict[str, Cell]], path: Path) -> No
     write_atomically(path, write)
 
 
-def _short(value: Cell) -> str:
+def short_text(value: Cell) -> str:
     """A cell as short text: long numbers to 4 significant digits."""
     text = "" if value is None else str(value)
     try:
@@ -154,48 +250,7 @@ def _short(value: Cell) -> str:
         return text
 
 
-def plot_curves(runs: list[RunSummary], monitor: str, path: Path, title: str) -> None:
-    """The validation curves of the runs against epoch: the monitored metric and val/loss."""
-    panels = [monitor] + ["val/loss"] * (monitor != "val/loss")
-    hyperparameters = hyperparameter_columns(runs)
-    plotted = [run for run in runs if run.scalars.get(monitor)]
-    figure = Figure(figsize=(6 * len(panels), 4.5 + 0.2 * len(plotted)), layout="constrained")
-    for axes, tag in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
-        for run in plotted:
-            points = run.scalars.get(tag, [])
-            epoch_at = _epoch_at(run)
-            steps = [step for step, _ in points]
-            epochs = [epoch_at[s] for s in steps] if set(steps) <= set(epoch_at) else None
-            named = all(f"{k}={hyperparameter_value(run, k)}" in run.name for k in hyperparameters)
-            settings = (
-                ""
-                if named
-                else " ".join(  # sweep folders already name their overrides
-                    f"{key.rsplit('.', 1)[-1]}={_short(hyperparameter_value(run, key))}"
-                    for key in hyperparameters
-                )
-            )
-            ended = "" if run.status in ("finished", "running") else f" ({run.status})"
-            axes.plot(
-                range(len(steps)) if epochs is None else epochs,
-                [value for _, value in points],
-                "--" if ended else "-",
-                marker="o",
-                label=f"{run.name}  {settings}{ended}",
-            )
-        if not plotted:
-            axes.text(0.5, 0.5, f"no run logged {monitor}", ha="center", transform=axes.transAxes)
-        axes.set(title=tag, xlabel="epoch", ylabel=tag)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.grid(alpha=0.3)
-    if plotted:
-        handles, labels = figure.axes[0].get_legend_handles_labels()
-        figure.legend(handles, labels, loc="outside lower center", fontsize="small")
-    figure.suptitle(title)
-    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=120))
-
-
-def _display_name(name: str) -> str:
+def display_name(name: str) -> str:
     """A run's name for the table: a sweep job's folder `3_optimizer=sgd,...` as `3`, since the
     hyperparameter columns show its overrides (the CSV keeps the whole name)."""
     *parents, last = name.split("/")
@@ -204,16 +259,48 @@ def _display_name(name: str) -> str:
     return "/".join([*parents, last])
 
 
+def _mean_std(row: dict[str, Cell], name: str) -> str:
+    """A metric's cell in a grouped table: `mean ± std`, with `(n=k)` when only k of the
+    group's runs logged it."""
+    average, spread, count = (row[f"{name} {stat}"] for stat in STATS)
+    if average is None:
+        return ""
+    text = short_text(average) + ("" if spread is None else f"{PLUS_MINUS}{spread:.2g}")
+    return text + ("" if count == row["n"] else f" (n={count})")
+
+
+def shown_cells(columns: list[str], rows: list[dict[str, Cell]]) -> tuple[list[str], list[dict]]:
+    """The columns and cells a table shows: in a grouped table each metric's mean, std and n as
+    one `mean ± std` cell, and a group's runs as their short names."""
+    names = [c.removesuffix(" mean") for c in columns if c.endswith(" mean")]
+    stats = {f"{name} {stat}" for name in names for stat in STATS}
+    shown = [c for c in columns if c not in stats or c.endswith(" mean")]
+    shown = [c.removesuffix(" mean") if c in stats else c for c in shown]
+    cells = []
+    for row in rows:
+        cell = {c: row[c] for c in shown if c in row} | {n: _mean_std(row, n) for n in names}
+        if "runs" in row:
+            runs = str(row["runs"]).split(RUNS_SEPARATOR)
+            cell["runs"] = ",".join(display_name(run) for run in runs)
+        if "run" in row:
+            cell["run"] = display_name(str(row["run"]))
+        cells.append(cell)
+    return shown, cells
+
+
 def rich_table(columns: list[str], rows: list[dict[str, Cell]], title: str) -> Table:
-    """The rows as a rich table: long numbers to 4 significant digits, statuses in colour."""
+    """The rows as a rich table: long numbers to 4 significant digits, a group's metrics as
+    mean ± std, statuses in colour."""
+    grouped = {c.removesuffix(" mean") for c in columns if c.endswith(" mean")}
+    columns, rows = shown_cells(columns, rows)
     table = Table(title=title)
     for column in columns:
-        numeric = all(isinstance(row[column], int | float | None) for row in rows)
+        numeric = column in grouped or all(isinstance(r[column], int | float | None) for r in rows)
         limit = 60 if column == "note" else None
         table.add_column(column, justify="right" if numeric else "left", max_width=limit)
     for row in rows:
         style = STATUS_STYLES.get(str(row["status"]), "dim")
         # Text, not markup: an error message like "[Errno 2] ..." must show as it is.
-        cells = {c: _short(row[c]) for c in columns} | {"run": _display_name(str(row["run"]))}
+        cells = {c: short_text(row[c]) for c in columns}
         table.add_row(*(Text(cells[c], style if c == "status" else "") for c in columns))
     return table

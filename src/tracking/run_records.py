@@ -46,6 +46,22 @@ class RunSummary:
         values = self.values(tag)
         return values[-1] if values else None
 
+    def epoch_at(self) -> dict[int, float]:
+        """The `epoch` scalar at each step."""
+        epoch_at: dict[int, float] = {}
+        for step, epoch in self.scalars.get("epoch", []):
+            epoch_at.setdefault(step, epoch)
+        return epoch_at
+
+    def by_epoch(self, tag: str) -> tuple[list[float], list[float]]:
+        """A tag's values and the epochs they were logged at (their position if unknown)."""
+        points = self.scalars.get(tag, [])
+        epoch_at = self.epoch_at()
+        steps = [step for step, _ in points]
+        known = set(steps) <= set(epoch_at)
+        epochs = [epoch_at[step] for step in steps] if known else list(range(len(steps)))
+        return epochs, [value for _, value in points]
+
 
 def natural_key(name: str) -> list[str | int]:
     """Sorts run 10 after run 9."""

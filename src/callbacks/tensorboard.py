@@ -23,7 +23,9 @@ def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
 
 
 class AugmentedImageGrid(L.Callback):
-    """Log the first training batch, as the network sees it after augmentation, once per run."""
+    """Log the first training batch as the network sees it, once per run: after augmentation,
+    policy and MixUp/CutMix (on_train_batch_start gets the batch after on_after_batch_transfer),
+    with the data's normalisation undone so that colours and mixing weights show as they are."""
 
     def __init__(self, max_images: int = 32, columns: int = 8) -> None:
         self.max_images = max_images
@@ -36,10 +38,18 @@ class AugmentedImageGrid(L.Callback):
         if self.logged or (writer := tensorboard_writer(trainer)) is None:
             return
         images = batch[0][: self.max_images].detach().float().cpu()
-        # each image stretched to [0, 1]: normalised inputs become visible again
-        grid = make_grid(images, nrow=self.columns, normalize=True, scale_each=True)
-        writer.add_image("train/augmented_images", grid, trainer.global_step)
+        writer.add_image("train/augmented_images", self.grid(images, trainer), trainer.global_step)
         self.logged = True
+
+    def grid(self, images: torch.Tensor, trainer: L.Trainer) -> torch.Tensor:
+        """The images in rows of `columns`: normalisation by data.mean/std undone and clipped to
+        [0, 1] (so erased patches show the mean colour); without those, each image stretched."""
+        data = getattr(trainer, "datamodule", None)
+        mean, std = getattr(data, "mean", None), getattr(data, "std", None)
+        if mean is None or std is None or images.shape[1] != len(mean):
+            return make_grid(images, nrow=self.columns, normalize=True, scale_each=True)
+        mean, std = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
+        return make_grid((images * std + mean).clamp(0, 1), nrow=self.columns)
 
 
 class TestFigures(L.Callback):

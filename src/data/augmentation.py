@@ -3,6 +3,8 @@
 `data.augment` names each augmentation and its strength; `per_sample_train_transform` turns it into
 torchvision.transforms.v2 applied image by image, and `src/data/batch_augment.py` applies the same
 draws to whole batches on the training device. Both end with normalisation by `data.mean`/`std`.
+The batch-level MixUp/CutMix it also describes is applied to whole training batches by
+src/data/batch_mixing.py, in either pipeline.
 """
 
 import difflib
@@ -18,6 +20,10 @@ from src.cli.errors import ConfigError
 # torchvision's RandomErasing defaults: the erased share of the image and its aspect ratio
 ERASE_SCALE = (0.02, 0.33)
 ERASE_RATIO = (0.3, 3.3)
+# the learned augmentation policies of torchvision, by their name in data.augment.policy
+POLICIES = ("randaugment", "trivialaugment", "autoaugment")
+# magnitude bins of RandAugment and TrivialAugmentWide (torchvision's default): magnitudes 0..30
+MAGNITUDE_BINS = 31
 
 
 @dataclass(frozen=True)
@@ -32,10 +38,23 @@ class Augmentation:
     brightness, contrast, saturation: colour jitter, each factor drawn from [1 - s, 1 + s].
     erasing: probability of erasing a random rectangle (2-33% of the image) to zero after
         normalisation.
+    policy: a learned policy of torchvision applied to each uint8 image after the crop and flip:
+        randaugment (`policy_num_ops` ops of magnitude `policy_magnitude` in 0..30),
+        trivialaugment (TrivialAugmentWide: one op, random magnitude) or autoaugment (the
+        `autoaugment_policy` set of sub-policies: imagenet, cifar10 or svhn); None: no policy.
+    mixup_alpha, cutmix_alpha: batch-level mixing (src/data/batch_mixing.py), the mixing weight
+        drawn from Beta(alpha, alpha); 0 switches either off; with both on, each mixed batch is
+        one or the other, evenly.
+    mix_prob: probability that a training batch is mixed at all.
+    mixup_off_epoch: from this epoch on (0-based) no batch is mixed; None: mixed to the end.
     """
 
     crop_padding: int = 0
     hflip: float = 0.0
+    policy: str | None = None
+    policy_magnitude: int = 9
+    policy_num_ops: int = 2
+    autoaugment_policy: str = "imagenet"
     degrees: float = 0.0
     translate: tuple[float, float] = (0.0, 0.0)
     scale: tuple[float, float] = (1.0, 1.0)
@@ -43,6 +62,10 @@ class Augmentation:
     contrast: float = 0.0
     saturation: float = 0.0
     erasing: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0
+    mixup_off_epoch: int | None = None
 
     @property
     def affine(self) -> bool:
@@ -51,6 +74,14 @@ class Augmentation:
     @property
     def color_jitter(self) -> bool:
         return bool(self.brightness or self.contrast or self.saturation)
+
+    @property
+    def mixing(self) -> bool:
+        return bool(self.mix_prob and (self.mixup_alpha or self.cutmix_alpha))
+
+    def mixes_in_epoch(self, epoch: int) -> bool:
+        """Whether training batches of this (0-based) epoch are mixed."""
+        return self.mixing and (self.mixup_off_epoch is None or epoch < self.mixup_off_epoch)
 
 
 def _fail(key: str, value: Any, wanted: str) -> None:
@@ -77,7 +108,7 @@ def parse_augmentation(settings: Mapping[str, Any] | None) -> Augmentation:
     aug = Augmentation(**settings)
     if not isinstance(aug.crop_padding, int) or aug.crop_padding < 0:
         _fail("crop_padding", aug.crop_padding, "a whole number of pixels, 0 or more")
-    for key in ("hflip", "erasing"):
+    for key in ("hflip", "erasing", "mix_prob"):
         if not 0 <= getattr(aug, key) <= 1:
             _fail(key, getattr(aug, key), "a probability in [0, 1]")
     if not 0 <= aug.degrees <= 180:
@@ -89,7 +120,47 @@ def parse_augmentation(settings: Mapping[str, Any] | None) -> Augmentation:
     for key in ("brightness", "contrast", "saturation"):
         if not 0 <= getattr(aug, key) <= 1:
             _fail(key, getattr(aug, key), "a strength in [0, 1]")
+    _check_policy(aug)
+    for key in ("mixup_alpha", "cutmix_alpha"):
+        if not (isinstance(getattr(aug, key), int | float) and getattr(aug, key) >= 0):
+            _fail(key, getattr(aug, key), "0 (off) or a positive Beta parameter such as 0.2 or 1.0")
+    if aug.mixup_off_epoch is not None and not _whole(aug.mixup_off_epoch, 0):
+        _fail("mixup_off_epoch", aug.mixup_off_epoch, "null (never off) or an epoch, 0 or more")
     return aug
+
+
+def _whole(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _check_policy(aug: Augmentation) -> None:
+    if aug.policy is not None and aug.policy not in POLICIES:
+        close = difflib.get_close_matches(str(aug.policy), POLICIES, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(
+            f"data.augment.policy={aug.policy} is not a policy: {hint}use null, randaugment, "
+            "trivialaugment or autoaugment"
+        )
+    if not _whole(aug.policy_magnitude, 0) or aug.policy_magnitude >= MAGNITUDE_BINS:
+        _fail(
+            "policy_magnitude", aug.policy_magnitude, f"a whole number in 0..{MAGNITUDE_BINS - 1}"
+        )
+    if not _whole(aug.policy_num_ops, 1):
+        _fail("policy_num_ops", aug.policy_num_ops, "a whole number of ops, 1 or more")
+    names = [p.name.lower() for p in v2.AutoAugmentPolicy]
+    if aug.autoaugment_policy not in names:
+        _fail("autoaugment_policy", aug.autoaugment_policy, " or ".join(names))
+
+
+def policy_transform(aug: Augmentation) -> v2.Transform | None:
+    """torchvision's transform of `aug.policy` (for one uint8 image at a time), or None."""
+    if aug.policy == "randaugment":
+        return v2.RandAugment(aug.policy_num_ops, aug.policy_magnitude, MAGNITUDE_BINS)
+    if aug.policy == "trivialaugment":
+        return v2.TrivialAugmentWide(MAGNITUDE_BINS)
+    if aug.policy == "autoaugment":
+        return v2.AutoAugment(v2.AutoAugmentPolicy[aug.autoaugment_policy.upper()])
+    return None
 
 
 def check_statistics(mean: Sequence[float], std: Sequence[float]) -> None:
@@ -109,12 +180,16 @@ def per_sample_train_transform(
     aug: Augmentation, mean: Sequence[float], std: Sequence[float], size: tuple[int, int]
 ) -> v2.Compose:
     """The augmentation as torchvision.transforms.v2, applied to one (height, width) image at a
-    time."""
-    steps = _to_float()
+    time. Crop, flip and policy see the image as it was read (uint8 for in-memory data), the
+    rest floats in [0, 1]; batch mixing comes later, on whole batches."""
+    steps: list[v2.Transform] = [v2.ToImage()]
     if aug.crop_padding:
         steps.append(v2.RandomCrop(size, padding=aug.crop_padding))
     if aug.hflip:
         steps.append(v2.RandomHorizontalFlip(p=aug.hflip))
+    if (policy := policy_transform(aug)) is not None:
+        steps.append(policy)
+    steps.append(v2.ToDtype(torch.float32, scale=True))
     if aug.affine:
         steps.append(v2.RandomAffine(aug.degrees, translate=aug.translate, scale=aug.scale))
     if aug.color_jitter:

@@ -4,16 +4,20 @@ Each step draws its random parameters for every image of the batch at once, from
 is given, and applies them with tensor operations, so a batch costs a few kernel launches instead
 of one Python call per image. The draws follow torchvision's transforms (see
 src/data/augmentation.py): the same ranges, the same whole-pixel shifts, the same erasing rule.
+The learned policies (RandAugment, TrivialAugmentWide, AutoAugment) are the exception: torchvision's
+own transform runs image by image (`apply_policy`), seeded from the same generator.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchvision.transforms import v2
 
-from src.data.augmentation import ERASE_RATIO, ERASE_SCALE, Augmentation
+from src.data.augmentation import ERASE_RATIO, ERASE_SCALE, Augmentation, policy_transform
 
 ERASE_ATTEMPTS = 10  # as torchvision: a rectangle that does not fit is drawn again, then skipped
 
@@ -42,6 +46,34 @@ def crop_and_flip(x: Tensor, padding: int, p_flip: float, g: torch.Generator) ->
     rows = top[:, None] + torch.arange(h, device=x.device)
     index = (rows[:, :, None] * width + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
     return x.flatten(2).gather(2, index).view(n, c, h, w)
+
+
+def draw_seed(g: torch.Generator) -> int:
+    """A seed drawn from `g` (on its device), for draws that only the global RNG can make."""
+    return int(torch.randint(2**62, (), generator=g, device=g.device))
+
+
+@contextmanager
+def one_thread_on_cpu(device: torch.device) -> Iterator[None]:
+    """One intra-op thread while on the CPU: ops on single small images gain nothing from more,
+    and waiting for them costs much (10-20x on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def apply_policy(x: Tensor, policy: v2.Transform, g: torch.Generator) -> Tensor:
+    """torchvision's learned policy (RandAugment, ...) applied to each uint8 image of the batch,
+    where it is. Its ops and magnitudes are drawn per image from the global CPU RNG, which is
+    seeded here from `g` and given back untouched, so the run's RNG does not move and a resumed
+    run draws the same ops. A loop: the policy's ops are per-image operations."""
+    with torch.random.fork_rng(devices=[]), one_thread_on_cpu(x.device):
+        torch.default_generator.manual_seed(draw_seed(g))
+        return torch.stack([policy(image) for image in x])
 
 
 def random_affine(
@@ -135,6 +167,7 @@ class BatchAugmentation:
 
     def __init__(self, aug: Augmentation, mean: Sequence[float], std: Sequence[float]) -> None:
         self.aug = aug
+        self.policy = policy_transform(aug)
         self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
 
@@ -156,12 +189,15 @@ class BatchAugmentation:
         """uint8 images augmented (parameters drawn from `g`, on the images' device), normalised.
 
         Crops and flips move uint8 pixels (a quarter of the memory traffic of floats); the
-        affine map and colour jitter work on floats in [0, 1]; random erasing comes last.
+        policy works on uint8 images, image by image; the affine map and colour jitter work on
+        floats in [0, 1]; random erasing comes last.
         """
         aug = self.aug
         x = images
         if aug.crop_padding or aug.hflip:
             x = crop_and_flip(x, aug.crop_padding, aug.hflip, g)
+        if self.policy is not None:
+            x = apply_policy(x, self.policy, g)
         if aug.affine or aug.color_jitter:
             x = x.float().div_(255)
             if aug.affine:

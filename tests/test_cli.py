@@ -21,7 +21,7 @@ from tests.helpers import (
     tensorboard_scalars,
 )
 
-VAL_METRICS = "use one of val/loss, val/acc, val/acc_top5, val/f1"
+VAL_METRICS = "use one of val/loss, val/acc, val/acc_top5, val/f1, val/precision, val/recall"
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,11 @@ def test_the_readme_names_every_option_of_every_group():
 
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_experiments_compose_and_build_model(train_cfg, experiment):
-    cfg = train_cfg(f"experiment={experiment}")
+    # an image folder's classes come from the folder, which train.py reads first; no downloads
+    folder = ["data.task=multiclass", "data.num_classes=3", "data.class_names=[a,b,c]"]
+    extra = folder if experiment.startswith("image_folder") else []
+    extra += ["model.net.weights=null"] if experiment == "image_folder_finetune" else []
+    cfg = train_cfg(f"experiment={experiment}", *extra)
     assert cfg.trainer.max_epochs > 1
     model = instantiate(
         cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler, _recursive_=False

@@ -220,3 +220,35 @@ def test_gradual_unfreezing_with_backbone_finetuning(train_cfg):
     groups = trainer.optimizers[0].param_groups
     assert len(groups) == 2  # the head's, then the backbone's, added at epoch 1
     assert groups[1]["lr"] == pytest.approx(groups[0]["lr"] * 0.1)
+
+
+@pytest.mark.slow
+def test_fine_tuning_from_digits_beats_scratch_on_a_multilabel_folder(tmp_path, default_run):
+    """The issue's demonstration: init_from a digits run on the multi-label example folder."""
+    from scripts.make_example_data import write_digits_multilabel
+    from tests.conftest import FAST, compose_config
+
+    folder = tmp_path / "digits_multilabel"
+    write_digits_multilabel(folder)
+    common = [
+        *FAST,
+        "data=image_folder",
+        f"data.root={folder}",
+        "data.labels_file=labels.csv",
+        "data.classes_file=classes.txt",
+        "model=cnn",  # the architecture of the digits run
+        "trainer.max_epochs=3",
+        "logger=csv",
+    ]
+    scores = {}
+    for name, extra in (
+        ("scratch", []),
+        ("init_from", [f"model.init_from={_checkpoint(default_run)}"]),
+    ):
+        cfg = compose_config("train.yaml", tmp_path / name, [*common, *extra])
+        scores[name] = train(cfg)["test/map"]
+    print(f"multi-label example folder, test mAP after 3 epochs: {scores}")
+    rows = list(csv.DictReader(open(tmp_path / "init_from" / "init_from.csv")))
+    assert all(r["status"] == "loaded" for r in rows if r["tensor"].startswith("features."))
+    assert all(r["status"] == "new" for r in rows if r["tensor"].startswith("classifier."))
+    assert scores["init_from"] > scores["scratch"] + 0.02

@@ -13,7 +13,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 import src.data.images as images
 from src.data.images import load_rgb_image, read_rgb_image
 from src.data.predict_inputs import ImagePathDataset
-from src.data.transforms import build_transforms
+from src.data.transforms import eval_transform_of
 
 ORIENTATION = 0x0112  # the EXIF tag; 6 means "rotate 90° clockwise to view"
 
@@ -107,19 +107,23 @@ def test_the_configured_transforms_give_the_same_floats_from_either_path(train_c
             photo(seed=i).save(root / name / f"{i}.png")
     path = root / "a" / "0.png"
     cfg = train_cfg(
-        "data=image_folder", f"data.root={root}", "data.manifest_dir=null", "data.image_size=32"
+        "data=image_folder",
+        f"data.root={root}",
+        "data.manifest_dir=null",
+        "data.image_size=32",
+        "data.pipeline=per_sample",  # the files read and transformed image by image
     )
-    for steps in (cfg.data.eval_transforms, cfg.data.train_transforms):
-        transform = build_transforms(steps)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    for transform in (dm.val_set.transform, dm.train_set.transform):
         torch.manual_seed(0)
         decoded = transform(read_rgb_image(path))
         torch.manual_seed(0)
         from_pil = transform(load_rgb_image(path))
         assert decoded.shape == (3, 32, 32) and decoded.dtype == torch.float32
         assert torch.equal(decoded, from_pil)
-    dm = instantiate(cfg.data)
-    dm.setup("fit")
     batch, _ = next(iter(dm.train_dataloader()))
     assert batch.shape == (8, 3, 32, 32) and batch.dtype == torch.float32
-    predicted = ImagePathDataset([path], dm.eval_transform)[0]
-    assert torch.equal(predicted, dm.eval_transform(load_rgb_image(path)))
+    # predict applies the evaluation transform the run's config describes
+    predicted = ImagePathDataset([path], eval_transform_of(cfg.data))[0]
+    assert torch.equal(predicted, dm.val_set.transform(load_rgb_image(path)))

@@ -1,7 +1,9 @@
 """ImageFolderDataModule on tiny real image folders and labels files written with PIL."""
 
+import csv
 import json
 import logging
+import shutil
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -10,12 +12,20 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from PIL import Image
 from torchvision import tv_tensors
 
 from src.cli.errors import ConfigError
-from src.data.image_folder import ImageFolderDataModule
+from src.data.image_folder import ImageFolderDataModule, megabytes_in_memory
 from src.data.images import load_rgb_image, read_rgb_image
+from src.data.in_memory import TensorImageDataset
+from src.data.transforms import eval_transform_of
+from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
+from src.predict import predict
+from src.train import train
+from tests.conftest import compose_config
+from tests.helpers import QUIET
 
 
 def write_image(path: Path, mode: str = "RGB", size: tuple[int, int] = (16, 16), seed: int = 0):
@@ -66,11 +76,17 @@ def sizes(dm: ImageFolderDataModule) -> tuple[int, int, int]:
     return len(dm.train_set), len(dm.val_set), len(dm.test_set)
 
 
+def split_names(dm: ImageFolderDataModule, split: str) -> set[Path]:
+    """The paths of the images in a split."""
+    return {Path(dm.paths[i]) for i in dm.splits[split]}
+
+
 def targets_by_name(dm: ImageFolderDataModule) -> dict[str, object]:
-    """Each image's file name with the target the data set returns for it."""
-    dm.setup("fit")
-    source = dm.train_set.source
-    return {Path(source.paths[i]).name: source[i][1] for i in range(len(source))}
+    """Each image's file name with the target the data module holds for it."""
+    return {
+        Path(path).name: int(target) if target.ndim == 0 else target
+        for path, target in zip(dm.paths, dm.targets, strict=True)
+    }
 
 
 def test_class_folders_split_batch_and_seed(train_cfg, tmp_path):
@@ -80,20 +96,17 @@ def test_class_folders_split_batch_and_seed(train_cfg, tmp_path):
     dm = instantiate(cfg.data)
     assert (dm.task, dm.num_classes, dm.class_names) == ("multiclass", 3, ["ant", "bee", "cat"])
     assert sizes(dm) == (24, 3, 3)
-    images, labels = next(iter(dm.train_dataloader()))
-    assert images.shape == (4, 3, 16, 16) and images.dtype == torch.float32
+    images, labels = next(iter(dm.train_dataloader()))  # uint8 squares, normalised on the device
+    assert images.shape == (4, 3, 16, 16) and images.dtype == torch.uint8
     assert labels.dtype == torch.int64
-    images, _ = next(iter(dm.val_dataloader()))
-    assert images.shape == (3, 3, 16, 16)
+    images, _ = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    assert images.shape == (3, 3, 16, 16) and images.dtype == torch.float32
     targets = dm.train_targets()
     assert targets.shape == (24,) and targets.dtype == torch.long
     assert Counter(targets.tolist()) == {0: 8, 1: 8, 2: 8}  # stratified
-    again = instantiate(cfg.data)
-    again.setup("fit")
-    assert again.val_set.indices == dm.val_set.indices
+    assert split_names(instantiate(cfg.data), "val") == split_names(dm, "val")
     other = instantiate(train_cfg(*folder_overrides(root), "data.split_seed=7").data)
-    other.setup("fit")
-    assert other.val_set.indices != dm.val_set.indices
+    assert split_names(other, "val") != split_names(dm, "val")
 
 
 def test_presplit_folders_take_the_missing_test_split_from_train(tmp_path):
@@ -102,8 +115,7 @@ def test_presplit_folders_take_the_missing_test_split_from_train(tmp_path):
     dm = ImageFolderDataModule(str(tmp_path), test_fraction=0.25)
     assert dm.class_names == ["a", "b"]
     assert sizes(dm) == (6, 2, 2)
-    val_paths = {Path(dm.paths[i]) for i in dm.val_set.indices}
-    assert val_paths == {
+    assert split_names(dm, "val") == {
         tmp_path / "val" / "a" / "nested" / "0.jpg",
         tmp_path / "val/b/nested/0.jpg",
     }
@@ -129,6 +141,11 @@ def test_modes_load_as_rgb_pixels_without_warnings(tmp_path):
             pixels = read_rgb_image(folder / name)
             assert pixels.shape[0] == 3 and pixels.dtype == torch.uint8, name
         dm = ImageFolderDataModule(str(tmp_path), test_fraction=0.2, val_fraction=0.2)
+        dm.setup("fit")
+        assert dm.train_set.images.shape == (len(dm.train_set), 3, 16, 16)
+        dm = ImageFolderDataModule(
+            str(tmp_path), test_fraction=0.2, val_fraction=0.2, pipeline="per_sample"
+        )
         dm.setup("fit")
         source = dm.train_set.source
         for i in range(len(source)):
@@ -172,8 +189,7 @@ def test_json_with_classes_file_and_split(tmp_path):
     targets = targets_by_name(dm)
     assert targets["0.png"].tolist() == [1, 0, 0, 0] and targets["1.png"].tolist() == [0, 1, 1, 0]
     assert targets["3.png"].tolist() == [0, 0, 0, 0] and targets["4.png"].tolist() == [1, 0, 1, 0]
-    test_names = {Path(dm.paths[i]).name for i in dm.test_set.indices}
-    assert test_names == {"4.png", "5.png"}
+    assert {path.name for path in split_names(dm, "test")} == {"4.png", "5.png"}
 
 
 def test_single_label_csv_as_multiclass_gives_indices(tmp_path):
@@ -351,3 +367,175 @@ def test_verify_images_false_skips_decoding(tmp_path):
     write_classes(tmp_path, {"a": 5, "b": 5})
     (tmp_path / "a" / "fake.png").write_text("text")
     assert len(ImageFolderDataModule(str(tmp_path), verify_images=False).paths) == 11
+
+
+def write_sizes(root: Path, sizes: list[tuple[int, int]], classes: str = "ab") -> None:
+    """root/<class>/<i>.png for each class, one image of each (width, height), distinct noise."""
+    for c, name in enumerate(classes):
+        for i, size in enumerate(sizes):
+            write_image(root / name / f"{i}.png", size=size, seed=100 * c + i)
+
+
+def test_image_size_auto_is_the_median_shorter_side_at_most_64(tmp_path):
+    write_sizes(tmp_path / "small", [(20, 16), (24, 30), (30, 40), (15, 50), (24, 24)])
+    dm = ImageFolderDataModule(str(tmp_path / "small"), val_fraction=0.2, test_fraction=0.2)
+    assert dm.image_size == 24  # shorter sides 16, 24, 30, 15, 24 in each class
+    dm.setup("fit")
+    assert dm.train_set.images.shape[1:] == (3, 24, 24)
+    write_sizes(tmp_path / "large", [(200, 100), (120, 90), (300, 300)])
+    assert ImageFolderDataModule(str(tmp_path / "large")).image_size == 64
+    assert ImageFolderDataModule(str(tmp_path / "large"), image_size=96).image_size == 96
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ({"image_size": "big"}, "data.image_size=big"),
+        ({"image_size": 0}, "data.image_size=0"),
+        ({"image_size": 2.5}, "data.image_size=2.5"),
+        ({"pipeline": "fast"}, "data.pipeline=fast"),
+        ({"pipeline": "batched", "eval_transforms": []}, "data.pipeline=per_sample"),
+    ],
+)
+def test_a_bad_image_size_or_pipeline_is_refused_in_one_line(tmp_path, setting, named):
+    write_classes(tmp_path, {"a": 3, "b": 3})
+    with pytest.raises(ConfigError) as error:
+        ImageFolderDataModule(str(tmp_path), **setting)
+    assert named in str(error.value) and "\n" not in str(error.value)
+
+
+def test_pipeline_auto_holds_a_folder_that_fits_the_budget_and_streams_one_that_does_not(
+    train_cfg, tmp_path
+):
+    write_classes(tmp_path / "images", {"a": 5, "b": 5})
+    overrides = folder_overrides(tmp_path / "images")
+    need = megabytes_in_memory(10, 16)
+    held = instantiate(train_cfg(*overrides, f"data.in_memory_max_mb={need * 1.01}").data)
+    assert held.pipeline == "batched" and held.worker_count() == 0
+    held.setup("fit")
+    assert isinstance(held.train_set, TensorImageDataset)
+    assert next(iter(held.train_dataloader()))[0].dtype == torch.uint8  # augmented on the device
+    streamed = instantiate(train_cfg(*overrides, f"data.in_memory_max_mb={need * 0.99}").data)
+    assert streamed.pipeline == "per_sample"
+    streamed.setup("fit")
+    assert not isinstance(streamed.train_set, TensorImageDataset)
+    images, _ = next(iter(streamed.train_dataloader()))
+    assert images.dtype == torch.float32 and images.shape[1:] == (3, 16, 16)
+
+
+def test_both_pipelines_and_predict_see_the_same_evaluation_pixels(train_cfg, tmp_path):
+    root = tmp_path / "images"
+    write_sizes(root, [(40, 24), (24, 36), (30, 30), (50, 20), (28, 44)])
+    overrides = [
+        *folder_overrides(root)[:-1],  # image_size=auto: the median shorter side, 24
+        "data.batch_size=32",
+        "data.val_fraction=0.2",
+        "data.test_fraction=0.4",
+    ]
+    cfg = train_cfg(*overrides)
+    batched = instantiate(cfg.data)
+    streamed = instantiate(train_cfg(*overrides, "data.pipeline=per_sample").data)
+    assert (batched.pipeline, streamed.pipeline, batched.image_size) == (
+        "batched",
+        "per_sample",
+        24,
+    )
+    for dm in (batched, streamed):
+        dm.setup("test")
+    held, labels = batched.on_after_batch_transfer(next(iter(batched.test_dataloader())), 0)
+    read, same_labels = next(iter(streamed.test_dataloader()))
+    assert held.shape == (4, 3, 24, 24) and torch.equal(labels, same_labels)
+    assert torch.allclose(held, read, atol=1e-5)
+    # predict: the checkpoint's resolved data config, applied to the files themselves
+    transform = eval_transform_of(OmegaConf.to_container(cfg.data, resolve=True))
+    files = [batched.paths[i] for i in batched.splits["test"]]
+    predicted = torch.stack([transform(read_rgb_image(path)) for path in files])
+    assert torch.allclose(held, predicted, atol=1e-5)
+    recorded = {**OmegaConf.to_container(cfg.data, resolve=True), "image_size": 24}
+    assert torch.equal(eval_transform_of(recorded)(read_rgb_image(files[0])), predicted[0])
+
+
+OLD_TRANSFORMS = [
+    {"_target_": "torchvision.transforms.v2.ToImage"},
+    {"_target_": "torchvision.transforms.v2.Resize", "size": 16, "antialias": True},
+    {"_target_": "torchvision.transforms.v2.CenterCrop", "size": 16},
+    {
+        "_target_": "torchvision.transforms.v2.ToDtype",
+        "dtype": {"_target_": "hydra.utils.get_object", "path": "torch.float32"},
+        "scale": True,
+    },
+    {
+        "_target_": "torchvision.transforms.v2.Normalize",
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+    },
+]
+
+
+def test_an_older_runs_transform_lists_still_build_stream_and_predict(tmp_path):
+    """The data config of a checkpoint written before `augment`: hflip and transform lists."""
+    write_sizes(tmp_path, [(40, 24), (24, 36), (30, 30), (50, 20), (28, 44)])
+    data = {
+        "_target_": "src.data.image_folder.ImageFolderDataModule",
+        "root": str(tmp_path),
+        "image_size": 64,
+        "hflip": 0.5,
+        "val_fraction": 0.2,
+        "test_fraction": 0.4,
+        "batch_size": 32,
+        "num_workers": 0,
+        "train_transforms": OLD_TRANSFORMS,
+        "eval_transforms": OLD_TRANSFORMS,
+    }
+    dm = instantiate(data)
+    assert dm.pipeline == "per_sample"
+    dm.setup("test")
+    images, _ = next(iter(dm.test_dataloader()))
+    transform = eval_transform_of(data)
+    files = [dm.paths[i] for i in dm.splits["test"]]
+    assert torch.equal(images, torch.stack([transform(read_rgb_image(path)) for path in files]))
+    assert images.shape == (4, 3, 16, 16)  # the lists' size, not image_size
+
+
+def test_predict_applies_exactly_the_evaluation_transform_of_training(train_cfg, tmp_path):
+    root = tmp_path / "images"
+    write_sizes(root, [(40, 24), (24, 36), (30, 30), (50, 20), (28, 44)], classes="abc")
+    cfg = train_cfg(
+        *folder_overrides(root)[:-1],
+        "data.val_fraction=0.2",
+        "data.test_fraction=0.4",
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=csv",
+        *QUIET[1:],
+    )
+    train(cfg)
+    checkpoint = read_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    model = classifier_from_checkpoint(checkpoint).eval()
+    dm = instantiate(cfg.data)
+    dm.setup("test")
+    images, _ = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
+    with torch.no_grad():
+        expected = model(images).softmax(dim=1)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for n, i in enumerate(dm.splits["test"]):  # 00.png, 01.png, ... in the test set's order
+        shutil.copy(dm.paths[i], inputs / f"{n:02d}.png")
+    written = predict(
+        compose_config(
+            "predict.yaml",
+            tmp_path / "predict",
+            [
+                "extras.print_config=false",
+                f"ckpt_path={cfg.paths.output_dir}/checkpoints/last.ckpt",
+                f"input={inputs}",
+                "top_k=3",
+            ],
+        )
+    )
+    rows = list(csv.DictReader(open(written)))
+    assert len(rows) == len(expected) == 6
+    for row, probs in zip(rows, expected, strict=True):
+        found = {row[f"class_{k}"]: float(row[f"prob_{k}"]) for k in (1, 2, 3)}
+        wanted = dict(zip(dm.class_names, probs.tolist(), strict=True))
+        assert found == pytest.approx(wanted, abs=1e-5)

@@ -5,11 +5,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from src.cli.errors import ConfigError
 from src.data.augmentation import check_statistics, parse_augmentation
+from src.data.batch_mixing import mix_batch
+from src.data.folds import check_folds
+from src.data.sampling import BalancedSampler, check_sampler
 from src.data.transforms import build_transforms
 
 
@@ -30,6 +34,21 @@ def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
             "data.val_fraction and data.test_fraction must each lie in (0, 1) with a sum "
             f"below 1, got {val_fraction} and {test_fraction}"
         )
+
+
+def augmentation_seed(seed: int, epoch: int, rank: int) -> int:
+    """A seed for one epoch of one process, well apart from its neighbours'."""
+    return int(np.random.SeedSequence([seed % 2**63, epoch, rank]).generate_state(1)[0])
+
+
+def is_float_pair(batch: Any) -> bool:
+    """Whether `batch` is (float images, targets), as the training loaders yield after transfer."""
+    return (
+        isinstance(batch, list | tuple)
+        and len(batch) == 2
+        and isinstance(batch[0], torch.Tensor)
+        and batch[0].is_floating_point()
+    )
 
 
 class TransformedDataset(Dataset):
@@ -61,7 +80,8 @@ class ClassificationDataModule(L.LightningDataModule):
     targets are class indices; multi-label targets are float multi-hot vectors of num_classes.
 
     `augment` describes the training augmentation (`Augmentation`'s fields,
-    src/data/augmentation.py) and `mean`/`std` the normalisation after it; subclasses apply them.
+    src/data/augmentation.py) and `mean`/`std` the normalisation after it; subclasses apply them,
+    and `on_after_batch_transfer` mixes the training batches (MixUp/CutMix) for every data set.
     """
 
     supported_tasks: tuple[str, ...] = ("multiclass",)
@@ -75,7 +95,10 @@ class ClassificationDataModule(L.LightningDataModule):
         pin_memory: bool | str = False,
         persistent_workers: bool = False,
         drop_last: bool = False,
+        sampler: str | None = None,
         split_seed: int = 42,
+        num_folds: int | None = None,
+        fold: int = 0,
         train_transforms: Sequence[Any] | None = None,
         eval_transforms: Sequence[Any] | None = None,
         task: str = "multiclass",
@@ -106,16 +129,25 @@ class ClassificationDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.drop_last = drop_last
+        # balanced: training batches drawn class-balanced (src/data/sampling.py), not shuffled
+        check_sampler(sampler)
+        self.sampler = sampler
         self.split_seed = split_seed
+        # cross-validation: fold `fold` of a stratified num_folds-fold split of train + val is
+        # the val split (src/data/folds.py); None keeps the data set's usual val split
+        check_folds(num_folds, fold)
+        self.num_folds, self.fold = num_folds, fold
         check_statistics(mean, std)
         self.augmentation = parse_augmentation(augment)
         self.mean, self.std = list(mean), list(std)
         self.train_transform = build_transforms(train_transforms)
         self.eval_transform = build_transforms(eval_transforms)
-        self.batch_size_per_device = batch_size
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self._generator: torch.Generator | None = None
+        self._generator_key: tuple[int, str] | None = None
+        self._seed = 0
 
     def setup(self, stage: str | None = None) -> None:
         """Divide the batch size across DDP processes so the global batch stays as configured."""
@@ -125,11 +157,42 @@ class ClassificationDataModule(L.LightningDataModule):
                 f"data.batch_size={self.batch_size} does not divide across {world_size} "
                 f"processes: use a multiple of {world_size}"
             )
-        self.batch_size_per_device = self.batch_size // world_size
+        # the run's seed (seed_everything sets it before the data is set up, on every process)
+        self._seed = torch.initial_seed()
+
+    @property
+    def batch_size_per_device(self) -> int:
+        """`batch_size` (the global batch) over the DDP processes; derived, so a new batch_size
+        (Lightning's batch-size finder sets one) takes effect in the next loaders."""
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        return self.batch_size // world_size
 
     def train_targets(self) -> torch.Tensor:
         """Targets of the training split, (N,) indices or (N, C) multi-hot, for pos_weight=auto."""
         raise NotImplementedError(f"{type(self).__name__} does not list its training targets")
+
+    def augmentation_generator(self, device: torch.device) -> torch.Generator:
+        """The generator of this epoch and process, on `device`, seeded by (seed, epoch, rank)."""
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        key = (epoch, str(device))
+        if self._generator is None or self._generator_key != key:
+            self._generator = torch.Generator(device=device)
+            self._generator.manual_seed(augmentation_seed(self._seed, epoch, rank))
+            self._generator_key = key
+        return self._generator
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training batches of float images: MixUp or CutMix as `augment` says, until its
+        mixup_off_epoch (src/data/batch_mixing.py); other batches pass as they are."""
+        trainer = self.trainer
+        if trainer is None or not trainer.training or not is_float_pair(batch):
+            return batch  # e.g. the model summary's example input, a tensor alone
+        if not self.augmentation.mixes_in_epoch(trainer.current_epoch):
+            return batch
+        images, targets = batch
+        generator = self.augmentation_generator(images.device)
+        return mix_batch(images, targets, self.augmentation, self.num_classes, generator)
 
     def split_generator(self) -> torch.Generator:
         """A generator seeded with `split_seed`, so splits never depend on the run's seed."""
@@ -148,11 +211,23 @@ class ClassificationDataModule(L.LightningDataModule):
             return self.pin_memory
         return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
+    def training_sampler(self, dataset: Dataset) -> BalancedSampler | None:
+        """data.sampler=balanced: a class-balanced draw of len(dataset) samples per epoch, seeded
+        by the run's seed (the same on every DDP process); None: shuffle."""
+        if self.sampler is None:
+            return None
+        targets = self.train_targets()
+        if len(targets) != len(dataset):
+            raise RuntimeError(f"{len(targets)} training targets for {len(dataset)} samples")
+        return BalancedSampler(targets, len(dataset), seed=torch.initial_seed())
+
     def _loader_settings(self, dataset: Dataset, train: bool) -> dict[str, Any]:
         workers = self.worker_count()
+        sampler = self.training_sampler(dataset) if train else None
         return {
             "batch_size": self.batch_size_per_device,
-            "shuffle": train,
+            "shuffle": train and sampler is None,
+            "sampler": sampler,
             "drop_last": self.drop_last and train,
             "num_workers": workers,
             "pin_memory": self.pins_memory(),

@@ -6,27 +6,53 @@ Multi-class: `root/<class>/**/<image>` (split by seeded stratified fractions) or
 decoded, when the module is built, so the classes are known before the model is and bad input
 stops the run before training starts; what decoding found is kept in a manifest, so a later build
 decodes only new or changed files.
+
+Every image is seen as a square of `image_size` (shorter side resized, centre cropped). Folders
+whose decoded squares fit `in_memory_max_mb` are decoded once into uint8 tensors and trained on
+the batched pipeline of src/data/in_memory.py; larger ones stream from the files, image by image.
 """
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import Dataset
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from src.cli.errors import ConfigError
-from src.data.base import ClassificationDataModule, TransformedDataset, check_split_fractions
+from src.data.augmentation import per_sample_train_transform
+from src.data.base import (
+    ClassificationDataModule,
+    TransformedDataset,
+    check_split_fractions,
+    cpu_count,
+)
+from src.data.folds import fold_indices
 from src.data.image_checks import find_problems
-from src.data.images import IMAGE_EXTENSIONS, is_hidden, list_images, read_rgb_image
+from src.data.images import (
+    IMAGE_EXTENSIONS,
+    auto_image_size,
+    fit_to_square,
+    is_hidden,
+    list_images,
+    read_rgb_image,
+)
+from src.data.in_memory import InMemoryDataModule
 from src.data.labels_file import SPLITS, Sample, scan_labels_file
 from src.data.manifest import manifest_file
+from src.data.transforms import fit_to_square_transform, image_eval_transform
 
 log = logging.getLogger(__name__)
+PIPELINES = ("auto", "batched", "per_sample")
+# folders of more images than this are decoded into memory by worker processes
+PARALLEL_DECODING_FROM = 2000
 
 
 def class_folders(folder: Path) -> list[Path]:
@@ -142,20 +168,26 @@ def split_off(
 
 def split_indices(
     samples: list[Sample],
-    strata: np.ndarray | None,
+    targets: np.ndarray,
     val_fraction: float,
     test_fraction: float,
     seed: int,
     source: Path,
+    folds: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Indices per split as the data gives them, an absent val or test split taken from train."""
+    """Indices per split as the data gives them, an absent val or test split taken from train;
+    with `folds` (num_folds, fold), val is that fold of the train and val images instead."""
+    strata = targets if targets.ndim == 1 else None  # stratified by class when multi-class
     given = np.array([sample.split or "train" for sample in samples])
     parts = {name: np.flatnonzero(given == name) for name in SPLITS}
     train = parts["train"]
     take_test = len(parts["test"]) == 0
     if take_test:
         train, parts["test"] = split_off(train, strata, test_fraction, seed, "test", source)
-    if len(parts["val"]) == 0:
+    if folds is not None:
+        pool = np.sort(np.concatenate([train, parts["val"]]))
+        train, parts["val"] = fold_indices(pool, targets[pool], *folds, seed)
+    elif len(parts["val"]) == 0:
         share = val_fraction / (1 - test_fraction) if take_test else val_fraction
         train, parts["val"] = split_off(train, strata, share, seed, "val", source)
     if len(train) == 0:
@@ -190,8 +222,104 @@ class ImageFileDataset(Dataset):
         return read_rgb_image(self.paths[i]), (int(target) if target.ndim == 0 else target)
 
 
-class ImageFolderDataModule(ClassificationDataModule):
-    """Your own images: class folders (multi-class) or a CSV/JSON labels file (either task)."""
+class SquareImageDataset(Dataset):
+    """Image files as uint8 squares (3, size, size), as `fit_to_square` cuts them."""
+
+    def __init__(self, paths: Sequence[Path], size: int) -> None:
+        self.paths = [str(path) for path in paths]
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return fit_to_square(read_rgb_image(self.paths[i]), self.size).as_subclass(Tensor)
+
+
+def load_squares(paths: Sequence[Path], size: int) -> Tensor:
+    """Every image as a uint8 square, in one tensor (N, 3, size, size); decoded by worker
+    processes when there are many."""
+    workers = min(8, cpu_count()) if len(paths) >= PARALLEL_DECODING_FROM else 0
+    loader = DataLoader(
+        SquareImageDataset(paths, size), batch_size=256, num_workers=workers, collate_fn=torch.stack
+    )
+    images = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+    done = 0
+    for batch in loader:
+        images[done : done + len(batch)] = batch
+        done += len(batch)
+    return images
+
+
+def megabytes_in_memory(count: int, size: int) -> float:
+    """MiB that `count` RGB uint8 images of size x size take."""
+    return count * 3 * size * size / 2**20
+
+
+def scan_source(
+    root: Path, labels_file: str | None, classes_file: str | None, task: str | None
+) -> tuple[Path, str, list[str], list[Sample]]:
+    """What the data names: its source (folder or labels file), task, classes and samples."""
+    if not root.is_dir():
+        raise ConfigError(f"data.root={root} is not a folder: point it at your images")
+    task = task or ("multilabel" if labels_file else "multiclass")
+    if labels_file:
+        source = find_file(labels_file, root, "data.labels_file")
+        classes_path = find_file(classes_file, root, "data.classes_file") if classes_file else None
+        classes, samples = scan_labels_file(source, classes_path, task)
+        return source, task, classes, samples
+    if task == "multilabel":
+        raise ConfigError(
+            "data.task=multilabel needs a labels file: pass data.labels_file=<a CSV or JSON "
+            "with path and labels columns>"
+        )
+    if classes_file:
+        raise ConfigError(
+            "data.classes_file is read only with data.labels_file: remove it (class "
+            f"folders in data.root={root} name the classes)"
+        )
+    classes, samples = scan_class_folders(root)
+    return root, task, classes, samples
+
+
+def found_image_size(data: Mapping[str, Any]) -> int:
+    """The size `image_size: auto` finds for an image-folder data config, from its images."""
+    root = Path(data["root"])
+    if not root.is_dir():
+        raise ConfigError(
+            f"this run's data.image_size=auto is read from its training images, but "
+            f"data.root={root} is not a folder here: run from where it was trained"
+        )
+    scanned = scan_source(root, data.get("labels_file"), data.get("classes_file"), data.get("task"))
+    return auto_image_size([sample.path for sample in scanned[3]])
+
+
+def check_image_size(image_size: Any) -> None:
+    """Refuse an image_size that is neither auto nor a positive whole number of pixels."""
+    if image_size != "auto" and not (
+        isinstance(image_size, int) and not isinstance(image_size, bool) and image_size > 0
+    ):
+        raise ConfigError(
+            f"data.image_size={image_size} is not valid: use auto (the images' median shorter "
+            "side, at most 64) or a number of pixels such as 32 or 224"
+        )
+
+
+class ImageFolderDataModule(InMemoryDataModule):
+    """Your own images: class folders (multi-class) or a CSV/JSON labels file (either task).
+
+    Args:
+        image_size: the side of the square each image is resized (shorter side) and centre
+            cropped to; "auto": the images' median shorter side, at most 64.
+        pipeline: "batched" (decoded once into memory, augmented in whole batches on the device),
+            "per_sample" (read from the files and transformed image by image in the DataLoader),
+            or "auto": batched when the decoded images fit `in_memory_max_mb`.
+        in_memory_max_mb: the most memory (MiB) the decoded images may take for pipeline=auto to
+            hold them.
+        hflip: a key of older runs' configs (their transform lists read it); ignored.
+        train_transforms, eval_transforms: torchvision transform lists instead of `augment`
+            (per_sample only; older runs' checkpoints carry them).
+    """
 
     supported_tasks = ("multiclass", "multilabel")
 
@@ -201,78 +329,119 @@ class ImageFolderDataModule(ClassificationDataModule):
         labels_file: str | None = None,
         classes_file: str | None = None,
         task: str | None = None,
-        image_size: int = 64,
+        image_size: int | str = "auto",
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         skip_bad_images: bool = False,
         verify_images: bool = True,
         manifest_dir: str | None = None,
-        hflip: float = 0.5,
+        pipeline: str = "auto",
+        in_memory_max_mb: float = 2048,
+        hflip: float | None = None,
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
+        train_transforms: Sequence[Any] | None = None,
+        eval_transforms: Sequence[Any] | None = None,
         **kwargs: Any,
     ) -> None:
         check_split_fractions(val_fraction, test_fraction)
+        check_image_size(image_size)
+        if pipeline not in PIPELINES:
+            raise ConfigError(
+                f"data.pipeline={pipeline} is not known: use auto, batched or per_sample"
+            )
         root_dir = Path(root)
-        if not root_dir.is_dir():
-            raise ConfigError(f"data.root={root} is not a folder: point it at your images")
-        task = task or ("multilabel" if labels_file else "multiclass")
-        if labels_file:
-            source = find_file(labels_file, root_dir, "data.labels_file")
-            classes_path = (
-                find_file(classes_file, root_dir, "data.classes_file") if classes_file else None
-            )
-            classes, samples = scan_labels_file(source, classes_path, task)
-        elif task == "multilabel":
-            raise ConfigError(
-                "data.task=multilabel needs a labels file: pass data.labels_file=<a CSV or JSON "
-                "with path and labels columns>"
-            )
-        elif classes_file:
-            raise ConfigError(
-                "data.classes_file is read only with data.labels_file: remove it (class "
-                f"folders in data.root={root} name the classes)"
-            )
-        else:
-            source = root_dir
-            classes, samples = scan_class_folders(root_dir)
+        source, task, classes, samples = scan_source(root_dir, labels_file, classes_file, task)
         if difference := class_difference(classes, num_classes, class_names):
             raise ConfigError(
                 f"the classes in {source} differ from the checkpoint's data.num_classes/"
                 f"data.class_names ({difference}): use the data the model was trained on"
             )
-        super().__init__(num_classes=len(classes), class_names=classes, task=task, **kwargs)
-        self.root = root_dir
-        self.labels_file = labels_file
-        self.image_size = image_size
-        self.hflip = hflip  # read only by the transforms config
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
         if verify_images:
             manifest = manifest_file(Path(manifest_dir), source) if manifest_dir else None
             samples = drop_unreadable(samples, skip_bad_images, source, manifest)
         if not samples:
             raise ConfigError(f"no readable images left in {source}: add or fix images")
         self.paths = [sample.path for sample in samples]
+        if image_size == "auto":
+            image_size = auto_image_size(self.paths)
+            log.info("data.image_size=auto: %d, the images' median shorter side", image_size)
+        self.image_size = image_size
+        lists = train_transforms is not None or eval_transforms is not None
+        if pipeline == "auto":
+            fits = megabytes_in_memory(len(self.paths), image_size) <= in_memory_max_mb
+            pipeline = "batched" if fits and not lists else "per_sample"
+        super().__init__(
+            num_classes=len(classes),
+            class_names=classes,
+            task=task,
+            pipeline=pipeline,
+            train_transforms=train_transforms,
+            eval_transforms=eval_transforms,
+            **kwargs,
+        )
+        self.root = root_dir
+        self.labels_file = labels_file
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
         self.targets = make_targets(samples, task, len(classes))
-        strata = self.targets.numpy() if task == "multiclass" else None
+        folds = None if self.num_folds is None else (self.num_folds, self.fold)
         self.splits = split_indices(
-            samples, strata, val_fraction, test_fraction, self.split_seed, source
+            samples,
+            self.targets.numpy(),
+            val_fraction,
+            test_fraction,
+            self.split_seed,
+            source,
+            folds,
         )
 
     def train_targets(self) -> torch.Tensor:
         """Targets of the training split, (N,) indices or (N, C) multi-hot."""
         return self.targets[torch.as_tensor(self.splits["train"])]
 
-    def setup(self, stage: str | None = None) -> None:
-        super().setup(stage)
-        if self.train_set is not None:
-            return
-        source = ImageFileDataset(self.paths, self.targets)
-        self.train_set = TransformedDataset(
-            source, self.train_transform, self.splits["train"].tolist()
+    def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """Every image decoded once into uint8 squares, divided into the splits."""
+        start = time.perf_counter()
+        images = load_squares(self.paths, self.image_size)
+        log.info(
+            "decoded %d images into memory as %dx%d squares (%.0f MiB) in %.1f s",
+            len(images),
+            self.image_size,
+            self.image_size,
+            megabytes_in_memory(len(images), self.image_size),
+            time.perf_counter() - start,
         )
-        self.val_set = TransformedDataset(source, self.eval_transform, self.splits["val"].tolist())
-        self.test_set = TransformedDataset(
-            source, self.eval_transform, self.splits["test"].tolist()
+        return {
+            name: (images[torch.as_tensor(index)], self.targets[torch.as_tensor(index)])
+            for name, index in self.splits.items()
+        }
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.pipeline == "batched":
+            super().setup(stage)  # the splits held in memory, from load_splits
+            return
+        ClassificationDataModule.setup(self, stage)
+        if self.train_set is None:
+            self.train_set, self.val_set, self.test_set = self.file_sets()
+
+    def file_sets(self) -> tuple[Dataset, Dataset, Dataset]:
+        """The splits read from the files and transformed image by image: fitted to the square
+        and augmented as `augment` says, or by the configured transform lists."""
+        if self._transform_lists:
+            train, evaluate = self.train_transform, self.eval_transform
+        else:
+            size = self.image_size
+            augment = per_sample_train_transform(
+                self.augmentation, self.mean, self.std, (size, size)
+            )
+            train = v2.Compose([fit_to_square_transform(size), augment])
+            evaluate = image_eval_transform(size, self.mean, self.std)
+        source = ImageFileDataset(self.paths, self.targets)
+        train_set = TransformedDataset(source, train, self.splits["train"].tolist())
+        val_set = TransformedDataset(source, evaluate, self.splits["val"].tolist())
+        return (
+            train_set,
+            val_set,
+            TransformedDataset(source, evaluate, self.splits["test"].tolist()),
         )

@@ -1,4 +1,5 @@
-"""Reading image files: which files are images, and each as RGB pixels (a tensor, or PIL)."""
+"""Reading image files: which files are images, their sizes, and each as RGB pixels (a tensor, or
+PIL), as read or fitted to a square."""
 
 import os
 import warnings
@@ -9,11 +10,15 @@ import torch
 from PIL import Image, ImageOps
 from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms.v2.functional import pil_to_tensor, to_dtype
+from torchvision.transforms.v2.functional import center_crop, pil_to_tensor, resize, to_dtype
 
 IMAGE_EXTENSIONS = (
     ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm",
 )  # fmt: skip
+# data.image_size=auto: the median shorter side of the images, at most this (a size small folders
+# train well at from scratch); read from this many headers at most, evenly spaced
+AUTO_SIZE_CAP = 64
+AUTO_SIZE_SAMPLE = 1000
 # torchvision 0.29 warns on every decode that its decoders will move to TorchCodec
 TORCHVISION_DEPRECATION = "The image decoding and encoding capabilities of TorchVision"
 
@@ -75,3 +80,26 @@ def list_images(folder: Path) -> list[Path]:
             if not is_hidden(name) and Path(name).suffix.lower() in IMAGE_EXTENSIONS
         ]
     return sorted(found)
+
+
+def fit_to_square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """The image (3, H, W) resized (antialiased) so its shorter side is `size`, then cut to a
+    centred size x size square: how the network sees it, in its dtype (uint8 stays uint8)."""
+    return center_crop(resize(image, size, antialias=True), [size, size])
+
+
+def shorter_side(path: str | Path) -> int | None:
+    """The shorter side of an image in pixels, from its header alone; None if it has none."""
+    try:
+        with Image.open(path) as image:
+            return min(image.size)
+    except Exception:  # PIL raises many types for files that are not images
+        return None
+
+
+def auto_image_size(paths: list[Path]) -> int:
+    """The median shorter side of the images (of up to AUTO_SIZE_SAMPLE of them, evenly spaced),
+    at most AUTO_SIZE_CAP."""
+    step = max(1, len(paths) // AUTO_SIZE_SAMPLE)
+    sides = [side for path in paths[::step] if (side := shorter_side(path))]
+    return min(AUTO_SIZE_CAP, int(np.median(sides))) if sides else AUTO_SIZE_CAP

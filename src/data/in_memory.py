@@ -6,13 +6,14 @@ batched (the default): a batch is one index gather of uint8 images; they travel 
     (seed, epoch, rank), so a resumed run draws what an uninterrupted one would.
 per_sample: torchvision transforms image by image in the DataLoader, built from the same
     `data.augment` (src/data/augmentation.py).
+Either way, training batches are then mixed (MixUp/CutMix) on the device, with the same generator
+(ClassificationDataModule.on_after_batch_transfer).
 """
 
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -20,7 +21,11 @@ from torchvision import tv_tensors
 
 from src.cli.errors import ConfigError
 from src.data.augmentation import per_sample_eval_transform, per_sample_train_transform
-from src.data.base import ClassificationDataModule, TransformedDataset
+from src.data.base import (  # noqa: F401  (augmentation_seed: imported from here, too)
+    ClassificationDataModule,
+    TransformedDataset,
+    augmentation_seed,
+)
 from src.data.batch_augment import BatchAugmentation
 
 PIPELINES = ("batched", "per_sample")
@@ -65,11 +70,6 @@ def is_uint8_pair(batch: Any) -> bool:
     )
 
 
-def augmentation_seed(seed: int, epoch: int, rank: int) -> int:
-    """A seed for one epoch of one process, well apart from its neighbours'."""
-    return int(np.random.SeedSequence([seed % 2**63, epoch, rank]).generate_state(1)[0])
-
-
 class InMemoryDataModule(ClassificationDataModule):
     """Subclasses fill `splits` in `load_splits`: {"train"|"val"|"test": (uint8 images, targets)}.
 
@@ -101,9 +101,6 @@ class InMemoryDataModule(ClassificationDataModule):
         self.pipeline = pipeline
         self.on_device = BatchAugmentation(self.augmentation, self.mean, self.std)
         self._transform_lists = lists
-        self._generator: torch.Generator | None = None
-        self._generator_key: tuple[int, str] | None = None
-        self._seed = 0
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         """(uint8 images (N, 3, H, W), targets) of the train, val and test splits."""
@@ -111,8 +108,6 @@ class InMemoryDataModule(ClassificationDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)
-        # the run's seed (seed_everything sets it before the data is set up, on every process)
-        self._seed = torch.initial_seed()
         if self.train_set is not None:
             return
         splits = {name: TensorImageDataset(*split) for name, split in self.load_splits().items()}
@@ -147,24 +142,14 @@ class InMemoryDataModule(ClassificationDataModule):
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         return {**super()._loader_settings(dataset, train), "collate_fn": whole_batch}
 
-    def augmentation_generator(self, device: torch.device) -> torch.Generator:
-        """The generator of this epoch and process, on `device`, seeded by (seed, epoch, rank)."""
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        key = (epoch, str(device))
-        if self._generator is None or self._generator_key != key:
-            self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(augmentation_seed(self._seed, epoch, rank))
-            self._generator_key = key
-        return self._generator
-
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """On the batched pipeline: augment (training) or only normalise the uint8 images."""
-        if not (self.pipeline == "batched" and is_uint8_pair(batch)):
-            return batch  # e.g. the model summary's example input, already a float tensor
-        images, targets = batch
-        if self.trainer is not None and self.trainer.training:
-            images = self.on_device(images, self.augmentation_generator(images.device))
-        else:
-            images = self.on_device.normalize(images)
-        return images, targets
+        """On the batched pipeline: augment (training) or only normalise the uint8 images; then,
+        in either pipeline, mix training batches (the base class)."""
+        if self.pipeline == "batched" and is_uint8_pair(batch):
+            images, targets = batch
+            if self.trainer is not None and self.trainer.training:
+                images = self.on_device(images, self.augmentation_generator(images.device))
+            else:
+                images = self.on_device.normalize(images)
+            batch = images, targets
+        return super().on_after_batch_transfer(batch, dataloader_idx)

@@ -292,8 +292,13 @@ class ImageClassifier(L.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss, logits, y = self._loss(batch, mixed=True)
         hp = self.hparams
+        # mixed multi-class targets are class probabilities; multi-hot ones (multi-label data)
+        # are not: checked on each epoch's first batch (one wait for the device an epoch)
+        y = batch[1]
+        mixed = batch_idx > 0 or hp.task != "multiclass" or y.ndim != 2
+        mixed = mixed or torch.allclose(y.sum(dim=1), y.new_ones(len(y)))
+        loss, logits, y = self._loss(batch, mixed=bool(mixed))
         # Under MixUp/CutMix the training metrics score each image against its dominant label:
         # the class with the larger share of the mixed target (multi-class), the labels with at
         # least half their weight (multi-label); unmixed targets stay as they are. The loss is

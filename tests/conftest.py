@@ -19,6 +19,18 @@ CONFIG_DIR = PROJECT_ROOT / "configs"
 
 # Composed runs in tests: no config printing, CPU only.
 FAST = ["extras.print_config=false", "trainer.accelerator=cpu"]
+# Short runs of a small network without the progress bar, summaries or figures.
+LEAN = [
+    *FAST,
+    "~callbacks.rich_progress_bar",
+    "~callbacks.rich_model_summary",
+    "~callbacks.augmented_images",
+    "~callbacks.test_figures",
+    "+trainer.enable_progress_bar=false",
+    "model.net.channels=[8,8,16]",  # a smaller network: quicker steps, the same behaviour
+    "model.net.hidden_dim=32",
+    "data.batch_size=32",
+]
 # A smaller multi-label digits data set (canvases per split).
 SMALL_MULTILABEL = [
     "data=digits_multilabel",

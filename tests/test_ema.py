@@ -12,18 +12,10 @@ from src.callbacks.ema import EMA
 from src.cli.errors import ConfigError
 from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.train import train
-from tests.conftest import FAST, SMALL_MULTILABEL, compose_config
+from tests.conftest import LEAN, SMALL_MULTILABEL, compose_config
 
 QUICK = [
-    *FAST,
-    "~callbacks.rich_progress_bar",
-    "~callbacks.rich_model_summary",
-    "~callbacks.augmented_images",
-    "~callbacks.test_figures",
-    "+trainer.enable_progress_bar=false",
-    "model.net.channels=[8,8,16]",  # a smaller network: quicker steps, the same behaviour
-    "model.net.hidden_dim=32",
-    "data.batch_size=32",
+    *LEAN,
     "+trainer.limit_val_batches=1",
     "+trainer.limit_test_batches=1",
     "+trainer.num_sanity_val_steps=0",

@@ -15,19 +15,11 @@ from src.callbacks.finders import BatchSizeFinder, LearningRateFinder, record_le
 from src.cli.errors import ConfigError
 from src.models.checkpoint import read_checkpoint
 from src.train import train
-from tests.conftest import FAST, compose_config
+from tests.conftest import LEAN, compose_config
 from tests.helpers import tensorboard_events, tensorboard_scalars
 
 QUICK = [
-    *FAST,
-    "~callbacks.rich_progress_bar",
-    "~callbacks.rich_model_summary",
-    "~callbacks.augmented_images",
-    "~callbacks.test_figures",
-    "+trainer.enable_progress_bar=false",
-    "model.net.channels=[8,8,16]",  # a smaller network: quicker steps, the same behaviour
-    "model.net.hidden_dim=32",
-    "data.batch_size=32",
+    *LEAN,
     "+trainer.limit_val_batches=1",
     "+trainer.num_sanity_val_steps=0",
     "trainer.deterministic=true",

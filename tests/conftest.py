@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
 import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use)
@@ -82,6 +83,16 @@ def _clear_hydra():
     yield
     GlobalHydra.instance().clear()
     HydraConfig.instance().cfg = None
+
+
+@pytest.fixture(autouse=True)
+def _process_stays_rank_zero():
+    """A test that plays another rank (Lightning's set_global_rank sets the process-wide
+    rank_zero_only.rank) must not leave it: later runs would then write no logs, no reports."""
+    yield
+    leaked = rank_zero_only.rank
+    rank_zero_only.rank = 0
+    assert leaked == 0, f"the test left rank_zero_only.rank = {leaked}; restore it"
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.trainer.states import RunningStage
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, TensorDataset
 
 from src import PROJECT_ROOT
@@ -91,7 +92,7 @@ def test_each_epoch_draws_anew_from_its_seed_and_epoch_alone():
     assert drawn(BalancedSampler(IMBALANCED, seed=4), 0) != first
 
 
-def test_under_ddp_lightning_hands_each_process_its_own_part_of_the_draw():
+def test_under_ddp_lightning_hands_each_process_its_own_part_of_the_draw(monkeypatch):
     """Lightning's own data connector (use_distributed_sampler) wraps the sampler for DDP with
     two processes: each gets half of the epoch's draw, together all of it, a new one each epoch."""
     loader = DataLoader(
@@ -100,6 +101,7 @@ def test_under_ddp_lightning_hands_each_process_its_own_part_of_the_draw():
         sampler=BalancedSampler(IMBALANCED),
     )
     parts: dict[int, list[list[int]]] = {}
+    monkeypatch.setattr(rank_zero_only, "rank", 0)  # set_global_rank sets it process-wide
     for rank in (0, 1):
         trainer = L.Trainer(strategy="ddp", accelerator="cpu", devices=2, logger=False)
         trainer.strategy.cluster_environment.set_global_rank(rank)

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from scripts.make_hard_shapes import SHAPES, write_hard_shapes
 from src.train import train
-from tests.helpers import QUIET
+from tests.helpers import QUIET, run_in_process
 
 FOLDER = ["data=image_folder", "data.manifest_dir=null"]
 # every group and key the recipe sets, as composed
@@ -88,3 +88,27 @@ def test_the_default_recipe_learns_a_small_hard_folder(train_cfg, tmp_path):
     write_hard_shapes(tmp_path / "shapes", per_class=80, size=32, seed=1)
     cfg = train_cfg(*FOLDER, f"data.root={tmp_path / 'shapes'}", "data.test_fraction=0.25", *QUIET)
     assert train(cfg)["test/acc"] >= 0.9
+
+
+def test_recipe_check_compares_both_recipes_per_seed_on_the_same_split(shapes, tmp_path):
+    """The comparison script: one row per seed with the template's and the hand-written score on
+    the same test images, and the mean row; the template's score is its own run's test/acc."""
+    args = [
+        str(shapes),
+        "trainer.max_epochs=1",
+        "data.test_fraction=0.25",
+        "data.manifest_dir=null",
+    ]
+    result = run_in_process(
+        "scripts/recipe_check.py", *args, "--seeds", "0", "1", "--out", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("│")}
+    assert {"0", "1", "mean"} <= set(rows)
+    assert "on the same 24 images" in result.stdout  # a quarter of 96
+    for seed in (0, 1):
+        scores = [float(cell) for cell in rows[str(seed)].split("│")[2:5:2]]
+        tested = (tmp_path / f"seed{seed}" / "per_class.csv").read_text().splitlines()
+        support = sum(int(line.rsplit(",", 1)[1]) for line in tested[1:])
+        assert support == 24 and all(0 <= score <= 1 for score in scores)
+        assert (tmp_path / f"seed{seed}" / "checkpoints" / "best.ckpt").is_file()

@@ -69,6 +69,8 @@ def test_a_preset_and_a_command_line_key_compose():
         ("mix_prob=1.5", "data.augment.mix_prob=1.5 is not valid: use a probability"),
         ("mixup_off_epoch=-1", "data.augment.mixup_off_epoch=-1 is not valid: use null"),
         ("mixup_of_epoch=3", "data.augment.mixup_of_epoch is not an augmentation: did you mean "),
+        ("fill=mirror", "data.augment.fill=mirror is not valid: use zeros or border or reflection"),
+        ("interpolation=cubic", "data.augment.interpolation=cubic is not valid: use nearest or"),
     ],
 )
 def test_bad_augmentation_settings_are_refused_in_one_line(setting, message):
@@ -139,3 +141,28 @@ def test_mixup_cutmix_and_randaugment_on_digits_reach_098_test_accuracy(tmp_path
     metrics = train(compose_config("train.yaml", tmp_path, overrides))
     print(f"digits, randaugment + mixup + cutmix: test/acc {float(metrics['test/acc']):.4f}")
     assert metrics["test/acc"] >= 0.98
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+@pytest.mark.parametrize("fill", ["zeros", "border", "reflection"])
+def test_the_affine_fill_shows_no_black_corners_unless_zeros_in_either_pipeline(
+    fill, interpolation
+):
+    """A flat grey image rotated by 45 degrees and zoomed out: with border or reflection it stays
+    flat grey (nothing artificial to learn from); with zeros its corners turn black."""
+    aug = parse_augmentation(
+        {"degrees": 45, "scale": [0.7, 0.7], "fill": fill, "interpolation": interpolation}
+    )
+    grey = torch.full((3, 32, 32), 120, dtype=torch.uint8)
+    identity = ([0.0] * 3, [1.0] * 3)  # normalised pixels are the [0, 1] values themselves
+    batched = BatchAugmentation(aug, *identity)(
+        grey.expand(8, 3, 32, 32).clone(), torch.Generator()
+    )
+    per_sample = per_sample_train_transform(aug, *identity, (32, 32))
+    torch.manual_seed(0)
+    for images in (batched, torch.stack([per_sample(grey) for _ in range(8)])):
+        dark = (images < 0.2).float().mean().item()
+        if fill == "zeros":
+            assert dark > 0.1  # the rotated, shrunk square leaves its corners black
+        else:
+            assert dark == 0 and torch.allclose(images, torch.tensor(120 / 255), atol=1e-5)

@@ -22,6 +22,9 @@ ERASE_SCALE = (0.02, 0.33)
 ERASE_RATIO = (0.3, 3.3)
 # the learned augmentation policies of torchvision, by their name in data.augment.policy
 POLICIES = ("randaugment", "trivialaugment", "autoaugment")
+# what the random affine map shows outside the image, and how it samples (grid_sample's names)
+FILLS = ("zeros", "border", "reflection")
+INTERPOLATIONS = ("nearest", "bilinear")
 # magnitude bins of RandAugment and TrivialAugmentWide (torchvision's default): magnitudes 0..30
 MAGNITUDE_BINS = 31
 
@@ -32,9 +35,13 @@ class Augmentation:
 
     crop_padding: pad each side by this many pixels (zeros), then crop the original size at random.
     hflip: probability of a horizontal flip.
-    degrees, translate, scale: a random affine map (nearest pixel, zero fill): a rotation in
-        [-degrees, degrees], a shift of up to translate = [x, y] of the width and height (whole
-        pixels), a zoom in scale = [low, high].
+    degrees, translate, scale: a random affine map: a rotation in [-degrees, degrees], a shift
+        of up to translate = [x, y] of the width and height (whole pixels), a zoom in
+        scale = [low, high].
+    fill: what the affine map shows where it looks outside the image: zeros (black), border
+        (the edge pixels repeated) or reflection (the image mirrored at its edges: no artificial
+        corners, which matters for small, low-contrast images).
+    interpolation: how the affine map samples: nearest (pixel) or bilinear.
     brightness, contrast, saturation: colour jitter, each factor drawn from [1 - s, 1 + s].
     erasing: probability of erasing a random rectangle (2-33% of the image) to zero after
         normalisation.
@@ -58,6 +65,8 @@ class Augmentation:
     degrees: float = 0.0
     translate: tuple[float, float] = (0.0, 0.0)
     scale: tuple[float, float] = (1.0, 1.0)
+    fill: str = "zeros"
+    interpolation: str = "nearest"
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0
@@ -117,6 +126,10 @@ def parse_augmentation(settings: Mapping[str, Any] | None) -> Augmentation:
         _fail("translate", list(aug.translate), "shares of the size in [0, 1]")
     if not 0 < aug.scale[0] <= aug.scale[1]:
         _fail("scale", list(aug.scale), "[low, high] with 0 < low <= high")
+    if aug.fill not in FILLS:
+        _fail("fill", aug.fill, " or ".join(FILLS))
+    if aug.interpolation not in INTERPOLATIONS:
+        _fail("interpolation", aug.interpolation, " or ".join(INTERPOLATIONS))
     for key in ("brightness", "contrast", "saturation"):
         if not 0 <= getattr(aug, key) <= 1:
             _fail(key, getattr(aug, key), "a strength in [0, 1]")
@@ -190,8 +203,17 @@ def per_sample_train_transform(
     if (policy := policy_transform(aug)) is not None:
         steps.append(policy)
     steps.append(v2.ToDtype(torch.float32, scale=True))
-    if aug.affine:
-        steps.append(v2.RandomAffine(aug.degrees, translate=aug.translate, scale=aug.scale))
+    if aug.affine and aug.fill == "zeros":
+        interpolation = v2.InterpolationMode[aug.interpolation.upper()]
+        steps.append(
+            v2.RandomAffine(
+                aug.degrees, translate=aug.translate, scale=aug.scale, interpolation=interpolation
+            )
+        )
+    elif aug.affine:  # torchvision fills with a constant only: the batched pipeline's map
+        from src.data.batch_augment import RandomAffineImage  # (imports this module)
+
+        steps.append(RandomAffineImage(aug))
     if aug.color_jitter:
         steps.append(
             v2.ColorJitter(

@@ -82,8 +82,11 @@ def random_affine(
     translate: Sequence[float],
     scale: Sequence[float],
     g: torch.Generator,
+    fill: str = "zeros",
+    interpolation: str = "nearest",
 ) -> Tensor:
-    """Rotate, shift (whole pixels) and zoom each image about its centre: nearest pixel, 0 fill."""
+    """Rotate, shift (whole pixels) and zoom each image about its centre, sampling the nearest
+    pixel or bilinearly, filling what falls outside with zeros, the border or a reflection."""
     n, _, h, w = x.shape
     angle = _uniform(n, -degrees, degrees, g) * (math.pi / 180)
     shift_x = _uniform(n, -translate[0] * w, translate[0] * w, g).round()
@@ -101,7 +104,24 @@ def random_affine(
     grid_x = cos * (u - dx) + sin * (v - dy) * (h / w)
     grid_y = -sin * (u - dx) * (w / h) + cos * (v - dy)
     grid = torch.stack([grid_x, grid_y], dim=-1).to(x.dtype)
-    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode=interpolation, padding_mode=fill, align_corners=False)
+
+
+class RandomAffineImage(torch.nn.Module):
+    """`random_affine` for one (C, H, W) float image, drawn from the global RNG: the per-sample
+    pipeline's affine map where torchvision's RandomAffine has no such fill (border, reflection)."""
+
+    def __init__(self, aug: Augmentation) -> None:
+        super().__init__()
+        self.aug = aug
+
+    def forward(self, image: Tensor) -> Tensor:
+        aug = self.aug
+        x = torch.as_tensor(image)[None]
+        g = torch.default_generator
+        return random_affine(
+            x, aug.degrees, aug.translate, aug.scale, g, aug.fill, aug.interpolation
+        )[0]
 
 
 def _gray(x: Tensor) -> Tensor:
@@ -201,7 +221,9 @@ class BatchAugmentation:
         if aug.affine or aug.color_jitter:
             x = x.float().div_(255)
             if aug.affine:
-                x = random_affine(x, aug.degrees, aug.translate, aug.scale, g)
+                x = random_affine(
+                    x, aug.degrees, aug.translate, aug.scale, g, aug.fill, aug.interpolation
+                )
             if aug.color_jitter:
                 x = color_jitter(x, aug.brightness, aug.contrast, aug.saturation, g)
             x = self._normalize_unit(x)

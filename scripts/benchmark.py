@@ -214,7 +214,7 @@ def startup_seconds() -> float:
             sys.executable,
             "src/train.py",
             "+callbacks.first_step._target_=scripts.benchmark.FirstStepTime",
-            "+trainer.max_steps=1",
+            "trainer.max_steps=1",
             "test=false",
             "logger=none",
             "extras.print_config=false",

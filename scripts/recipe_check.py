@@ -41,7 +41,7 @@ QUIET = [
     "extras.print_config=false",
     "~callbacks.rich_progress_bar",
     "~callbacks.rich_model_summary",
-    "+trainer.enable_progress_bar=false",
+    "trainer.enable_progress_bar=false",
 ]
 
 

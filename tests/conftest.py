@@ -27,7 +27,7 @@ LEAN = [
     "~callbacks.rich_model_summary",
     "~callbacks.augmented_images",
     "~callbacks.test_figures",
-    "+trainer.enable_progress_bar=false",
+    "trainer.enable_progress_bar=false",
     "model.net.channels=[8,8,16]",  # a smaller network: quicker steps, the same behaviour
     "model.net.hidden_dim=32",
     "data.batch_size=32",

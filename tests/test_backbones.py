@@ -51,9 +51,9 @@ TRAINED_FAMILIES = [
 SHORT_RUN = [
     "data.batch_size=8",
     "trainer.max_epochs=1",
-    "+trainer.limit_train_batches=2",
-    "+trainer.limit_val_batches=1",
-    "+trainer.limit_test_batches=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
     "logger=csv",
 ]
 QUIET = ["extras.print_config=false", "trainer.accelerator=cpu"]
@@ -229,7 +229,7 @@ def train_evaluate_predict(tmp_path: Path, images: Path, overrides: list[str]) -
     metrics = train(cfg)
     best = tmp_path / "train" / "checkpoints" / "best.ckpt"
     assert best.is_file() and 0 <= metrics["test/acc"] <= 1
-    eval_overrides = [*QUIET, f"ckpt_path={best}", "+trainer.limit_test_batches=1", "logger=csv"]
+    eval_overrides = [*QUIET, f"ckpt_path={best}", "trainer.limit_test_batches=1", "logger=csv"]
     evaluated = evaluate(compose_config("eval.yaml", tmp_path / "eval", eval_overrides))
     assert evaluated["test/acc"] == metrics["test/acc"]  # the same network and weights
     assert evaluated["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-5)

@@ -75,9 +75,9 @@ def test_debug_presets_run_short_on_the_cpu(train_cfg, preset):
 
 
 TRAINER_PRESETS = {
-    "cpu": ("cpu", 1, "32-true", None),
-    "gpu": ("gpu", 1, "16-mixed", None),
-    "mps": ("mps", 1, "32-true", None),
+    "cpu": ("cpu", 1, "32-true", "auto"),
+    "gpu": ("gpu", 1, "16-mixed", "auto"),
+    "mps": ("mps", 1, "32-true", "auto"),
     "ddp": ("gpu", 2, "16-mixed", "ddp"),
     "ddp_cpu": ("cpu", 2, "32-true", "ddp"),
 }

@@ -16,9 +16,9 @@ from tests.conftest import LEAN, SMALL_MULTILABEL, compose_config
 
 QUICK = [
     *LEAN,
-    "+trainer.limit_val_batches=1",
-    "+trainer.limit_test_batches=1",
-    "+trainer.num_sanity_val_steps=0",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.num_sanity_val_steps=0",
     "logger=none",
 ]
 
@@ -94,7 +94,7 @@ def test_validation_best_ckpt_test_and_predict_use_the_average(tmp_path: Path):
         f"callbacks.ema.decay={decay}",
         "+callbacks.spy._target_=tests.test_ema.WeightSpy",
         "trainer.max_epochs=1",
-        "+trainer.limit_train_batches=4",
+        "trainer.limit_train_batches=4",
     ]
     metrics = train(compose_config("train.yaml", tmp_path, overrides))
     spy = WeightSpy.last
@@ -129,7 +129,7 @@ def test_a_resumed_run_continues_the_average_exactly(tmp_path: Path):
         "callbacks=[default,ema]",
         "callbacks.ema.decay=0.8",
         "trainer.deterministic=true",
-        "+trainer.limit_train_batches=3",
+        "trainer.limit_train_batches=3",
         "test=false",
     ]
     whole, first, resumed = tmp_path / "whole", tmp_path / "first", tmp_path / "resumed"
@@ -156,7 +156,7 @@ def test_multilabel_pos_weight_auto_stays_exact_under_the_average(tmp_path: Path
         "callbacks=[default,ema]",
         "callbacks.ema.decay=0.9",
         "trainer.max_epochs=1",
-        "+trainer.limit_train_batches=3",
+        "trainer.limit_train_batches=3",
     ]
     metrics = train(compose_config("train.yaml", tmp_path, overrides))
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "best.ckpt")

@@ -20,8 +20,8 @@ from tests.helpers import tensorboard_events, tensorboard_scalars
 
 QUICK = [
     *LEAN,
-    "+trainer.limit_val_batches=1",
-    "+trainer.num_sanity_val_steps=0",
+    "trainer.limit_val_batches=1",
+    "trainer.num_sanity_val_steps=0",
     "trainer.deterministic=true",
     "test=false",
 ]
@@ -29,7 +29,7 @@ QUICK = [
 # suggestion: its first 10 points and its last are never suggested)
 LR_SEARCH = [
     "trainer.max_epochs=2",
-    "+trainer.limit_train_batches=8",
+    "trainer.limit_train_batches=8",
     "tune=lr",
     "tune.num_training_steps=15",
     "tune.early_stop_threshold=null",
@@ -130,9 +130,9 @@ def test_the_batch_size_finder_trains_and_tests_with_the_size_it_found(tmp_path,
     overrides = [
         *QUICK,
         "test=true",
-        "+trainer.limit_test_batches=1",
+        "trainer.limit_test_batches=1",
         "trainer.max_epochs=1",
-        "+trainer.limit_train_batches=2",
+        "trainer.limit_train_batches=2",
         "tune=batch_size",
         "tune.init_val=2",
         "tune.max_trials=3",  # tries 2, 4 and 8: on a CPU nothing runs out of memory

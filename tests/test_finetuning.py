@@ -20,9 +20,9 @@ from tests.conftest import SMALL_MULTILABEL
 # a couple of batches of each stage, so a test trains for real but fast
 SHORT = [
     "trainer.max_epochs=1",
-    "+trainer.limit_train_batches=3",
-    "+trainer.limit_val_batches=1",
-    "+trainer.limit_test_batches=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
     "callbacks.early_stopping.patience=5",
 ]
 

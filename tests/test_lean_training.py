@@ -62,7 +62,7 @@ def test_channels_last_changes_the_memory_order_not_the_outputs(train_cfg):
 
 def test_without_a_terminal_the_progress_bar_logs_one_line_per_epoch(train_cfg, caplog, capsys):
     caplog.set_level(logging.INFO, logger="src.callbacks.progress_bar")
-    cfg = train_cfg("trainer.max_epochs=2", "+trainer.limit_train_batches=3", "test=false")
+    cfg = train_cfg("trainer.max_epochs=2", "trainer.limit_train_batches=3", "test=false")
     train(cfg)
     lines = [r.getMessage() for r in caplog.records if r.name == "src.callbacks.progress_bar"]
     assert [line.split(":")[0] for line in lines] == ["epoch 0", "epoch 1"]

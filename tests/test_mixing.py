@@ -219,12 +219,12 @@ def test_a_randaugment_and_mixing_run_trains_shows_its_batch_and_stops_mixing(tm
         "data.augment.cutmix_alpha=1.0",
         "data.augment.mixup_off_epoch=1",
         "trainer.max_epochs=2",
-        "+trainer.limit_train_batches=3",
-        "+trainer.limit_val_batches=2",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=2",
         "test=false",
         "~callbacks.rich_model_summary",
         "~callbacks.rich_progress_bar",
-        "+trainer.enable_progress_bar=false",
+        "trainer.enable_progress_bar=false",
         "+callbacks.spy._target_=tests.test_mixing.InputSpy",
     ]
     cfg = compose_config("train.yaml", tmp_path, overrides)

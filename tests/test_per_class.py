@@ -22,8 +22,8 @@ SHORT = [
     *QUIET,
     "data.batch_size=16",
     "trainer.max_epochs=1",
-    "+trainer.limit_train_batches=3",
-    "+trainer.limit_val_batches=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
 ]
 COLUMNS = ["precision", "recall", "f1", "support"]
 

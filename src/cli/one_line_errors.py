@@ -11,6 +11,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from difflib import get_close_matches
 from functools import wraps
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,9 +19,11 @@ from typing import Any, TextIO
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from src.cli.errors import RAISED_IN_RESOLVER, ConfigError, user_error_in
+from src.cli.trainer_args import check_trainer_config, trainer_class, unknown_key_message
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,42 @@ def _one_line(report: str) -> str | None:
     return " ".join(p if p[-1] in ".:" else p + "." for p in parts).rstrip(".")
 
 
+def _closest_key(key: str, parent: DictConfig, prefix: str) -> str | None:
+    """The dotted name of the key of parent closest to key; at the top level also the keys of
+    the groups (max_epochs -> trainer.max_epochs)."""
+    keys = [str(k) for k in parent.keys()]
+    if close := get_close_matches(key, keys, n=1):
+        return f"{prefix}.{close[0]}" if prefix else close[0]
+    if prefix:
+        return None
+    tree = OmegaConf.to_container(parent, resolve=False)
+    by_name: dict[str, str] = {}  # a key's name -> its dotted name (the first group's)
+    for group, node in tree.items():
+        if isinstance(node, dict) and group != "hydra":
+            for name in node:
+                by_name.setdefault(str(name), f"{group}.{name}")
+    close = get_close_matches(key, list(by_name), n=1)  # the same name comes first
+    return by_name[close[0]] if close else None
+
+
+def _missing_key_line(exit: SystemExit) -> str | None:
+    """For an override of a key the config does not have (Hydra: "Key 'x' is not in struct"):
+    one line naming the closest valid key, with its type for the Trainer's arguments; None when
+    no key is close (Hydra's own words are kept)."""
+    error = exit.__context__
+    while error is not None and not isinstance(error, ConfigAttributeError | ConfigKeyError):
+        error = error.__cause__ or error.__context__
+    parent = getattr(error, "parent_node", None)
+    if error is None or not isinstance(parent, DictConfig) or not error.full_key:
+        return None
+    prefix, _, key = str(error.full_key).rpartition(".")
+    if prefix == "trainer" and (trainer := trainer_class(parent)) is not None:
+        return unknown_key_message(key, trainer)
+    if key in parent or (closest := _closest_key(key, parent, prefix)) is None:
+        return None
+    return f"{error.full_key} is not a key of {prefix or 'the config'}: did you mean {closest}?"
+
+
 @contextmanager
 def hydra_errors_on_one_line() -> Iterator[None]:
     """Hold stderr back until the task starts; if Hydra exits before (a bad override or
@@ -71,7 +110,11 @@ def hydra_errors_on_one_line() -> Iterator[None]:
         yield
     except SystemExit as exit:
         report = held.getvalue()
-        line = _one_line(report) if sys.stderr is held and exit.code and report else None
+        line = (
+            _missing_key_line(exit) or _one_line(report)
+            if sys.stderr is held and exit.code and report
+            else None
+        )
         if line is not None:
             sys.stderr = real
             print(f"error: {line}", file=real)
@@ -115,6 +158,8 @@ def _remove_refused_run_folder() -> None:
 def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Turn bad user input into one `error: ...` line on stderr and exit code 2, not a traceback.
 
+    The composed `trainer` node is checked first (its keys and their types against Lightning's
+    Trainer: src/cli/trainer_args.py), so every entry point refuses a bad value before any work.
     In a multirun the error is logged to the job's log and raised on, so the sweeper records
     this job as failed and goes on with the others."""
 
@@ -122,6 +167,7 @@ def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfi
     def wrapped(cfg: DictConfig) -> Any:
         release_stderr()  # the config composed: from here on stderr goes out as written
         try:
+            check_trainer_config(cfg.get("trainer"))
             return task(cfg)
         except Exception as exc:
             error = user_error_in(exc)

@@ -15,9 +15,9 @@ from lightning.pytorch.strategies import ParallelStrategy
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.seed import isolate_rng
 
-import src.tracking.figures  # noqa: F401  (matplotlib's file-only backend, before any plot)
 from src.callbacks.tensorboard import tensorboard_writer
 from src.cli.errors import ConfigError
+from src.tracking.figures import save_figure  # also: matplotlib's file-only backend
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,7 @@ class LearningRateFinder(LightningLearningRateFinder):
         title = f"suggested lr {self.suggestion:.3g}" if self.suggestion else "no suggestion"
         figure.axes[0].set_title(f"learning-rate finder: {title}")
         if self.plot_path is not None:
-            self.plot_path.parent.mkdir(parents=True, exist_ok=True)
-            figure.savefig(self.plot_path, dpi=100)
+            save_figure(figure, self.plot_path, dpi=100)
         if (writer := tensorboard_writer(trainer)) is not None:
             writer.add_figure("tune/lr_finder", figure, global_step=0)  # closes the figure
             writer.flush()

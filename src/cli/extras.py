@@ -10,6 +10,8 @@ import rich.tree
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from src.tracking.files import write_atomically
+
 # The groups printed first, in this order; the rest follow as composed.
 PRINT_FIRST = ("data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer", "paths")
 
@@ -35,9 +37,12 @@ def print_config_tree(cfg: DictConfig, save_to: Path | None = None) -> None:
         branch.add(rich.syntax.Syntax(text, "yaml"))
     rich.print(tree)
     if save_to is not None:
-        save_to.parent.mkdir(parents=True, exist_ok=True)
-        with open(save_to, "w") as file:
-            rich.print(tree, file=file)
+
+        def write(path: Path) -> None:
+            with open(path, "w") as file:
+                rich.print(tree, file=file)
+
+        write_atomically(save_to, write)
 
 
 def keep_file_logs_on_rank_zero() -> None:

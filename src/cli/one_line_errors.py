@@ -24,6 +24,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from src.cli.errors import RAISED_IN_RESOLVER, ConfigError, user_error_in
 from src.cli.trainer_args import check_trainer_config, trainer_class, unknown_key_message
+from src.tracking.files import cannot_write_line
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ def _one_line(report: str) -> str | None:
     """Hydra's several-line error report as one line (indented lists joined by commas), or None
     for a traceback of anything but bad input."""
     if "Traceback" in report:  # ours only if its last line is a ConfigError's, maybe in a resolver
+        if (line := cannot_write_line(report)) is not None:  # Hydra could not make the run folder
+            return line
         error, _, message = report.strip().splitlines()[-1].partition(": ")
         if error.rsplit(".", 1)[-1] == ConfigError.__name__:
             return message

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from src.cli.errors import ConfigError
 from src.tracking.files import write_atomically
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def write_manifest(path: Path, source: Path, entries: dict[str, Entry]) -> None:
     text = json.dumps({"version": VERSION, "source": str(source.resolve()), "images": images})
     try:
         write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
-    except OSError as exc:
+    except (OSError, ConfigError) as exc:  # ConfigError: a full disk or read-only folder
         log.warning(
             "cannot write the image manifest %s (%s): images are verified again on every run; "
             "set data.manifest_dir to a writable folder, or to null to silence this",

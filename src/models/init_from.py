@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 from rich.table import Table
 from torch import Tensor, nn
 
 from src.cli.errors import ConfigError
+from src.models.checkpoint import load_torch_file
 from src.models.param_groups import head_prefixes, in_head
 from src.tracking.files import write_atomically
 
@@ -65,13 +65,8 @@ class InitReport:
 def _read(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"model.init_from={path} is not a file: point it at a checkpoint")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a file that is not a checkpoint
-        raise ConfigError(
-            f"model.init_from={path} is not a readable checkpoint or state_dict "
-            f"({type(exc).__name__}): pass a .ckpt of a run or a torch.save(state_dict) file"
-        ) from exc
+    advice = "pass a .ckpt of a run or a file of torch.save(model.state_dict())"
+    return load_torch_file(path, "model.init_from", what="checkpoint or state_dict", advice=advice)
 
 
 def weights_of(content: Any, path: Path) -> tuple[dict[str, Tensor], Mapping[str, Any]]:

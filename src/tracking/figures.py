@@ -89,7 +89,13 @@ def _save_curves(
             0.5, 0.5, f"no run logged {panels[0]}", ha="center", transform=figure.axes[0].transAxes
         )
     figure.suptitle(title)
-    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=120))
+    save_figure(figure, path, dpi=120)
+
+
+def save_figure(figure: Figure, path: Path, dpi: int) -> None:
+    """Save the figure whole or not at all, in the format its name's suffix says."""
+    file_format = path.suffix.removeprefix(".") or None  # the temporary name has no suffix
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=dpi, format=file_format))
 
 
 def plot_curves(runs: list[RunSummary], monitor: str, path: Path, title: str) -> None:

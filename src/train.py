@@ -13,14 +13,17 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use)
+from src.callbacks.preemption import exit_when_stopped
 from src.callbacks.run_config import RunConfigCheckpoint
 from src.cli.errors import ConfigError
 from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero
 from src.cli.instantiate import instantiate_callbacks, instantiate_loggers
 from src.cli.one_line_errors import hydra_errors_on_one_line, in_multirun, report_user_errors
+from src.cli.resume import continue_in_place
 from src.models.checkpoint import existing_checkpoint
 from src.models.classifier import ImageClassifier
 from src.models.init_from import load_initial_weights
+from src.tracking.checkpoint_io import trainer_plugins
 from src.tracking.confusion_matrix import report_confusion_matrix
 from src.tracking.hparams import flat_hyperparameters
 from src.tracking.metrics import BEST, check_metrics_are_logged, metric_value
@@ -32,12 +35,17 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model on the data, test the best checkpoint, and return the logged metrics."""
+    continue_in_place(cfg)  # resume=auto: ckpt_path is this run folder's newest checkpoint
     if cfg.get("ckpt_path"):
         existing_checkpoint(cfg.ckpt_path)  # refuse a wrong path now, not after set-up
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     loggers = instantiate_loggers(cfg.get("logger"))
-    with TensorBoardSession(tensorboard_dir(loggers), record_refusals=in_multirun()) as session:
+    out = Path(cfg.paths.output_dir)
+    with (
+        TensorBoardSession(tensorboard_dir(loggers), in_multirun(), out) as session,
+        exit_when_stopped(session),  # SIGTERM, Ctrl-C: record, print the resume command, exit
+    ):
         return _fit_and_test(cfg, loggers, session)
 
 
@@ -105,7 +113,10 @@ def _fit_and_test(
     callbacks.append(RunConfigCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
     if cfg.get("tune"):  # a finder run before training (configs/tune/)
         callbacks.append(hydra.utils.instantiate(cfg.tune))
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    plugins = trainer_plugins(cfg.trainer)  # with atomic checkpoint saving
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins
+    )
     session.start(flat_hyperparameters(cfg))
 
     metrics: dict[str, float] = {}

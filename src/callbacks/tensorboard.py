@@ -106,6 +106,9 @@ class ParameterHistograms(L.Callback):
 class EpochTime(L.Callback):
     """Log `train/epoch_time`: seconds per training epoch, its validation included."""
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()  # a run resumed mid-epoch starts no epoch
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
 

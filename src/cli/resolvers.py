@@ -11,6 +11,7 @@ import sys
 from omegaconf import OmegaConf
 
 from src import PROJECT_ROOT
+from src.cli.resume import kept_subdir, resume_folder
 from src.tracking.hparams import is_hyperparameter
 from src.tracking.metrics import default_monitor, metric_mode
 
@@ -104,6 +105,10 @@ def register_resolvers() -> None:
         "run_folder": run_folder,
         # configs/hydra/default.yaml: `output_subdir: ${rank_zero_subdir:.hydra}`
         "rank_zero_subdir": rank_zero_subdir,
+        # configs/hydra/default.yaml: resume=auto continues an old run in its folder, keeping its
+        # .hydra/ (src/cli/resume.py)
+        "resume_folder": resume_folder,
+        "kept_subdir": kept_subdir,
         # configs/trainer/gpu.yaml and ddp.yaml: `precision: ${gpu_mixed_precision:}`
         "gpu_mixed_precision": gpu_mixed_precision,
     }

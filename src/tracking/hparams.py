@@ -19,6 +19,7 @@ NOT_HYPERPARAMETERS = (
     "hydra",
     "hparams_search",
     "task_name",
+    "resume",
     "tags",
     "ckpt_path",
     "trainer.default_root_dir",

@@ -26,7 +26,13 @@ from src.tracking.hparams import is_hyperparameter
 from src.tracking.metrics import BEST, DEFAULT_MONITOR, metric_mode
 from src.tracking.run_records import RunSummary, find_runs, natural_key, read_run
 
-STATUS_STYLES = {"finished": "green", "running": "cyan", "pruned": "yellow", "failed": "red"}
+STATUS_STYLES = {
+    "finished": "green",
+    "running": "cyan",
+    "pruned": "yellow",
+    "interrupted": "yellow",
+    "failed": "red",
+}
 
 Cell = str | int | float | None
 # the columns of each metric in a grouped table, and how a group's run names are joined

@@ -2,10 +2,13 @@
 
 TensorBoard's HPARAMS tab shows one row per session: the hyperparameters come from the session's
 start record, the metrics from the scalars logged beside it, and the status from its end record.
-The same folder gets a `run/status` text (running, finished, pruned or failed, with a reason) that
-the comparison report (src/tracking/report.py) reads to show crashed and unfinished runs as such.
+The same folder gets a `run/status` text (running, finished, pruned, failed or interrupted, with a
+reason) that the comparison report (src/tracking/report.py) reads to show crashed and unfinished
+runs as such; the run folder gets the latest of them in status.txt, which resume=auto reads
+(src/cli/resume.py), with or without TensorBoard.
 """
 
+import contextlib
 import os
 import socket
 import time
@@ -22,7 +25,9 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, Sessi
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-from src.cli.errors import one_line_reason
+from src.cli.errors import ConfigError, one_line_reason
+from src.cli.resume import SLURM_JOB, STATUS_FILE
+from src.tracking.files import write_atomically
 from src.tracking.hparams import HParamValue
 from src.tracking.run_records import STATUS_TAG
 
@@ -33,6 +38,8 @@ SESSION_STATUS = {
     "pruned": "STATUS_SUCCESS",
     "failed": "STATUS_FAILURE",
 }
+# A run a signal stopped (SIGTERM, Ctrl-C) ends without a session end: resume=auto continues it.
+INTERRUPTED = "interrupted"
 
 
 def _status_record(status: str) -> Summary:
@@ -54,19 +61,33 @@ def _status_record(status: str) -> Summary:
 
 
 class TensorBoardSession:
-    """Start and end records of one run; does nothing without a TensorBoard folder or off rank 0.
+    """Start and end records of one run, in its TensorBoard folder and (the status) in
+    `run_dir`/status.txt; does nothing where neither is given, or off rank 0.
 
-    Use as a context manager: an exception leaving the block ends the session as failed, if it
-    started (or `record_refusals` is set, as in a multirun, where the failed job must show).
+    Use as a context manager: an exception leaving the block ends the session as failed (as
+    interrupted for Ctrl-C or a signal's exit), if it started (or `record_refusals` is set, as
+    in a multirun, where the failed job must show). A run continued in its folder (resume=auto)
+    keeps the hyperparameters its session started with.
     """
 
-    def __init__(self, log_dir: Path | None, record_refusals: bool = False) -> None:
-        self.log_dir = log_dir if rank_zero_only.rank == 0 else None
+    def __init__(
+        self, log_dir: Path | None, record_refusals: bool = False, run_dir: Path | None = None
+    ) -> None:
+        rank_zero = rank_zero_only.rank == 0
+        self.log_dir = log_dir if rank_zero else None
+        self.status_file = run_dir / STATUS_FILE if run_dir is not None and rank_zero else None
         self.record_refusals = record_refusals
+        self.continued = self.status_file is not None and self.status_file.is_file()
         self.started = False
         self.ended = False
 
     def _write(self, *summaries: Summary, status: str) -> None:
+        if self.status_file is not None:
+            # the SLURM job, which a requeued job keeps: resume=auto may continue a run last
+            # seen running on another node, if it was this job's
+            job = os.environ.get("SLURM_JOB_ID")
+            text = status + "\n" + (f"{SLURM_JOB} {job}\n" if job else "")
+            write_atomically(self.status_file, lambda path: path.write_text(text))
         if self.log_dir is None:
             return
         # A writer per record: each record lands in a new event file, so TensorBoard, which
@@ -81,14 +102,18 @@ class TensorBoardSession:
         """Record the hyperparameters and that the run is running (with its process, to tell a
         live run from a crashed one)."""
         _, start, _ = hparams_summaries(hyperparameters, {})
-        self._write(start, status=f"running: pid {os.getpid()} on {socket.gethostname()}")
+        starts = [] if self.continued else [start]  # TensorBoard keeps the first one anyway
+        self._write(*starts, status=f"running: pid {os.getpid()} on {socket.gethostname()}")
         self.started = True
 
     def end(self, status: str, reason: str = "") -> None:
-        """Record how the run ended: finished, pruned or failed, with an optional reason."""
-        if status not in SESSION_STATUS:
+        """Record how the run ended: finished, pruned, failed or interrupted, with an optional
+        reason."""
+        if status != INTERRUPTED and status not in SESSION_STATUS:
             raise ValueError(f"unknown end status {status!r}")
-        self._write(_status_record(status), status=f"{status}: {reason}" if reason else status)
+        # TensorBoard keeps the first session end: an interrupted run has none until it ends.
+        ends = [] if status == INTERRUPTED else [_status_record(status)]
+        self._write(*ends, status=f"{status}: {reason}" if reason else status)
         self.ended = True
 
     def __enter__(self) -> "TensorBoardSession":
@@ -101,7 +126,13 @@ class TensorBoardSession:
         traceback: TracebackType | None,
     ) -> Any:
         if exc is not None and not self.ended and (self.started or self.record_refusals):
-            self.end("failed", one_line_reason(exc))
+            # on a full disk this record cannot be written either: the error that ended the run
+            # is the one to report, not this one's
+            with contextlib.suppress(ConfigError, OSError):
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    self.end(INTERRUPTED)
+                else:
+                    self.end("failed", one_line_reason(exc))
         return None
 
 

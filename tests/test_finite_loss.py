@@ -1,0 +1,94 @@
+"""A loss or weights that stop being finite end training at once, with one line that says where,
+which checkpoint is still good and what to try; the run is failed and last.ckpt stays good."""
+
+import lightning as L
+import torch
+
+from tests.helpers import error_lines, run_folders, run_in_process, run_status
+from tests.test_preemption import SHORT, STEPS_PER_EPOCH, last_checkpoint
+
+HINTS = (
+    "clip gradients with trainer.gradient_clip_val=1.0, or find the operation that made it "
+    "with trainer.detect_anomaly=true"
+)
+
+
+class PoisonWeights(L.Callback):
+    """Test only: set the first weight to NaN at a hook of an epoch (from 1), as divergence
+    would."""
+
+    def __init__(self, epoch: int, hook: str = "on_train_batch_start", batch: int = 0) -> None:
+        self.epoch, self.hook, self.batch = epoch, hook, batch
+
+    def _at(self, trainer, pl_module, hook, batch=0):
+        if hook == self.hook and trainer.current_epoch + 1 == self.epoch and batch == self.batch:
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._at(trainer, pl_module, "on_train_batch_start", batch_idx)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._at(trainer, pl_module, "on_train_epoch_end")
+
+
+def poison(epoch: int, **settings: object) -> list[str]:
+    added = [
+        f"+callbacks.poison._target_={__name__}.PoisonWeights",
+        f"+callbacks.poison.epoch={epoch}",
+    ]
+    return added + [f"+callbacks.poison.{key}={value}" for key, value in settings.items()]
+
+
+def assert_finite(checkpoint: dict) -> None:
+    for name, value in checkpoint["state_dict"].items():
+        if name.startswith("net."):  # the network's weights (metric states may hold inf)
+            assert torch.isfinite(value).all(), name
+
+
+def test_a_huge_learning_rate_fails_with_one_line_and_hints(tmp_path):
+    result = run_in_process(
+        "src/train.py", *SHORT, "optimizer=sgd", "optimizer.lr=1e12", f"paths.log_dir={tmp_path}"
+    )
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        "error: the training loss became nan in epoch 1 after 2 steps; no checkpoint was saved "
+        f"before it: lower the learning rate (optimizer.lr=1e+12 now), {HINTS}"
+    ]
+    assert "Traceback" not in result.stderr
+    [run] = run_folders(tmp_path)  # kept: the failed run shows in reports
+    assert (run / "status.txt").read_text().startswith("failed: the training loss became nan")
+    assert run_status(run)[-1].startswith("failed: the training loss became nan")
+    assert not (run / "checkpoints" / "last.ckpt").exists()
+
+
+def test_a_nan_loss_names_the_last_good_checkpoint_and_leaves_it_good(tmp_path):
+    result = run_in_process(
+        "src/train.py", *SHORT, f"paths.log_dir={tmp_path}", *poison(2, batch=1)
+    )
+    assert result.returncode == 2
+    [run] = run_folders(tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    assert error_lines(result) == [
+        f"error: the training loss became nan in epoch 2 after {STEPS_PER_EPOCH + 1} steps; the "
+        f"last good checkpoint is {last} (saved in epoch 1 at step {STEPS_PER_EPOCH}): lower the "
+        f"learning rate (optimizer.lr=0.001 now), {HINTS}"
+    ]
+    checkpoint = last_checkpoint(run)
+    assert checkpoint["global_step"] == STEPS_PER_EPOCH
+    assert_finite(checkpoint)
+    assert (run / "status.txt").read_text().startswith("failed: the training loss became nan")
+
+
+def test_non_finite_weights_are_never_saved_over_last_ckpt(tmp_path):
+    result = run_in_process(
+        "src/train.py", *SHORT, f"paths.log_dir={tmp_path}", *poison(2, hook="on_train_epoch_end")
+    )
+    assert result.returncode == 2
+    [line] = error_lines(result)
+    assert line.startswith("error: the weights became non-finite (net.")
+    assert f"in epoch 2 after {2 * STEPS_PER_EPOCH} steps; the last good checkpoint is" in line
+    [run] = run_folders(tmp_path)
+    checkpoint = last_checkpoint(run)
+    assert checkpoint["global_step"] == STEPS_PER_EPOCH  # epoch 2's was refused
+    assert_finite(checkpoint)

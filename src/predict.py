@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
 from omegaconf import DictConfig
 from torch import Tensor
 from torch.utils.data import DataLoader
@@ -90,6 +91,32 @@ def write_records(records: list[dict[str, Any]], path: Path) -> None:
     write_atomically(path, write)
 
 
+class PredictionsInInputOrder(BasePredictionWriter):
+    """Every process's class probabilities, gathered after prediction into one tensor in the
+    order of the inputs (`probs`). Under DDP each process predicts its own share of the images
+    (Lightning's sampler repeats none) and records their indices."""
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="epoch")
+        self.probs = torch.empty(0)
+
+    def write_on_epoch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        predictions: Sequence[Any],
+        batch_indices: Sequence[Any],
+    ) -> None:
+        indices = [i for batch in batch_indices[0] for i in batch]  # one loader's batches
+        probs = torch.cat([batch.float().cpu() for batch in predictions])
+        shares: list[Any] = [(indices, probs)]
+        if trainer.world_size > 1:
+            shares = [None] * trainer.world_size
+            torch.distributed.all_gather_object(shares, (indices, probs))
+        order = torch.tensor([i for share_indices, _ in shares for i in share_indices])
+        self.probs = torch.cat([share_probs for _, share_probs in shares])[order.argsort()]
+
+
 def predict(cfg: DictConfig) -> Path:
     """Predict every image of `input` and write the predictions into the run folder."""
     if cfg.output_format not in FORMATS:
@@ -105,15 +132,18 @@ def predict(cfg: DictConfig) -> Path:
         batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
     )
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False)
-    probs = torch.cat([batch.float().cpu() for batch in trainer.predict(model, loader)])
+    gathered = PredictionsInInputOrder()
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[gathered])
+    trainer.predict(model, loader, return_predictions=False)
 
+    path = Path(cfg.paths.output_dir) / f"predictions.{cfg.output_format}"
+    if not trainer.is_global_zero:  # under DDP, rank zero writes what every process predicted
+        return path
     hp = model.hparams
     threshold = cfg.threshold if cfg.get("threshold") is not None else hp.threshold
     records = prediction_records(
-        images, probs, hp.class_names, hp.task, min(cfg.top_k, hp.num_classes), threshold
+        images, gathered.probs, hp.class_names, hp.task, min(cfg.top_k, hp.num_classes), threshold
     )
-    path = Path(cfg.paths.output_dir) / f"predictions.{cfg.output_format}"
     write_records(records, path)
     log.info(f"Wrote {len(records)} predictions to {path}")
     return path

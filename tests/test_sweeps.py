@@ -298,7 +298,15 @@ def test_pruning_stops_a_hopeless_trial_early(tmp_path):
 
 
 def test_a_search_cut_off_in_its_third_trial_continues_with_the_same_command(tmp_path):
-    args = multirun_args(tmp_path, *search_args("resume", "hydra.sweeper.n_trials=4"))
+    args = multirun_args(
+        tmp_path,
+        *search_args(
+            "resume",
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.heartbeat_interval=1",
+            "hydra.sweeper.grace_period=2",
+        ),
+    )
     command = [sys.executable, "src/train.py", *args]
     search = subprocess.Popen(
         command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

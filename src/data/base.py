@@ -7,6 +7,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from src.cli.errors import ConfigError
@@ -221,9 +222,20 @@ class ClassificationDataModule(L.LightningDataModule):
             raise RuntimeError(f"{len(targets)} training targets for {len(dataset)} samples")
         return BalancedSampler(targets, len(dataset), seed=torch.initial_seed())
 
+    def evaluation_sampler(self, dataset: Dataset) -> UnrepeatedDistributedSampler | None:
+        """Under DDP, validation and test: each process its own share of the images, together
+        each image once (Lightning's DistributedSampler would repeat a few to even out the
+        shares, and the metrics, synced over the processes, would count those twice); None
+        (Lightning's choice) for one process, or fewer images than processes."""
+        trainer = self.trainer
+        kwargs = trainer.distributed_sampler_kwargs if trainer is not None else None
+        if not kwargs or kwargs["num_replicas"] < 2 or len(dataset) < kwargs["num_replicas"]:
+            return None
+        return UnrepeatedDistributedSampler(dataset, shuffle=False, **kwargs)
+
     def _loader_settings(self, dataset: Dataset, train: bool) -> dict[str, Any]:
         workers = self.worker_count()
-        sampler = self.training_sampler(dataset) if train else None
+        sampler = self.training_sampler(dataset) if train else self.evaluation_sampler(dataset)
         return {
             "batch_size": self.batch_size_per_device,
             "shuffle": train and sampler is None,

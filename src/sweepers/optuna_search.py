@@ -1,50 +1,57 @@
 """An Optuna search as a Hydra sweeper: seeded sampling, pruning, and a study that survives.
 
-The study lives in a SQLite file in the sweep folder (`optuna.db`), so the same command run
-again after a crash continues the search: finished trials are kept, the trial that was cut off is
-tried again with its parameters, and only the trials still missing are run. Each trial is a Hydra
-job in `<sweep dir>/<trial number>/`; the OptunaPruning callback in the job reports the optimized
-metric after every epoch and stops the trial early when the pruner finds it hopeless.
+The study lives in a SQLite file in the sweep folder (`optuna.db`; `storage: journal` keeps a
+journal file instead, for folders on a shared file system), so the same command run again after
+a crash continues the search: finished trials are kept, a trial that was cut off is tried again
+with its parameters, and only the trials still missing are run, with parameters the first run did
+not draw. Each trial is a Hydra job in `<sweep dir>/<trial number>/`; the OptunaPruning callback in
+the job reports the optimized metric after every epoch and stops the trial early when the pruner
+finds it hopeless.
+
+Cut-off trials are found by Optuna's heartbeat: while a search runs trials it records their
+heartbeat every `heartbeat_interval` seconds, and a running trial whose heartbeat is more than
+`grace_period` seconds old belongs to a search that is gone (`optuna.storages.fail_stale_trials`).
+Journal files keep no heartbeats: a search continuing a journal study takes the trials left
+running as cut off, so only one search may run a journal study at a time.
 """
 
+import functools
 import logging
-import os
-import socket
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import optuna
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from src.cli.one_line_errors import release_stderr
-from src.sweepers.grid import report_failures
+from src.sweepers.ddp_guard import refuse_ddp_jobs
+from src.sweepers.optuna_heartbeat import Heartbeats
 from src.sweepers.optuna_trial import (
-    INTERRUPTED_ATTR,
-    OWNER_ATTR,
     PRUNED_ATTR,
     SEARCH_ATTR,
+    RetryCutOffTrial,
     log_optuna_through_hydra,
+    quietly,
+    retried_trials,
+    storage_name,
     study_storage,
 )
+from src.sweepers.outcome import SweepSetupError, end_failed_sweep, report_failures
 from src.sweepers.search_space import parse_search_space
 from src.tracking.hparams import is_hyperparameter
-from src.tracking.run_records import pid_alive
 
 log = logging.getLogger(__name__)
 
 # `direction` as the metric_mode resolver gives it (max, min) or as Optuna names it
 DIRECTIONS = {"max": "maximize", "min": "minimize", "maximize": "maximize", "minimize": "minimize"}
-
-
-class SearchSetupError(CompactHydraException):
-    """A search that cannot start as asked; Hydra prints the message without a traceback."""
 
 
 def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
@@ -62,22 +69,33 @@ def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
     return "; ".join(changes)
 
 
+def _running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+
 class OptunaSweeper(Sweeper):
     """Draw `n_trials` trials from the search space in `params` (plus sweeps on the command
     line), run each as a Hydra job through the configured launcher (`n_jobs` at a time), and
-    report the best parameters and value."""
+    report the best parameters and value.
+
+    `sampler` is a sampler, or (`_partial_: true` in the config) a function that makes one: it is
+    called with `seed` plus the number of trials already in the study, so a continued search
+    draws new parameters, and the same command still draws the same ones."""
 
     def __init__(
         self,
         study_name: str,
         direction: str,
         n_trials: int,
-        sampler: optuna.samplers.BaseSampler,
+        sampler: optuna.samplers.BaseSampler | Callable[..., optuna.samplers.BaseSampler],
         pruner: optuna.pruners.BasePruner | None = None,
         storage: str | None = None,
         n_jobs: int = 1,
         params: DictConfig | None = None,
         enqueue_trials: Sequence[Mapping[str, Any]] = (),
+        heartbeat_interval: int = 10,
+        grace_period: int = 30,
+        max_retry: int | None = 3,
     ) -> None:
         self.study_name = study_name
         self.direction = direction
@@ -88,6 +106,9 @@ class OptunaSweeper(Sweeper):
         self.n_jobs = n_jobs
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
         self.enqueue_trials = [dict(t) for t in enqueue_trials or ()]
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.max_retry = max_retry
         log_optuna_through_hydra()
 
     def setup(
@@ -95,9 +116,13 @@ class OptunaSweeper(Sweeper):
     ) -> None:
         # checked here, not when built: Hydra would wrap the message in its own
         if self.direction not in DIRECTIONS:
-            raise SearchSetupError(f"hydra.sweeper.direction={self.direction}: use max or min")
+            raise SweepSetupError(f"hydra.sweeper.direction={self.direction}: use max or min")
         if self.n_trials < 1 or self.n_jobs < 1:
-            raise SearchSetupError("hydra.sweeper.n_trials and n_jobs must be 1 or more")
+            raise SweepSetupError("hydra.sweeper.n_trials and n_jobs must be 1 or more")
+        if not (self.heartbeat_interval >= 1 and self.grace_period >= 1):
+            raise SweepSetupError(
+                "hydra.sweeper.heartbeat_interval and grace_period are seconds: 1 or more"
+            )
         self.direction = DIRECTIONS[self.direction]
         self.config = config
         self.hydra_context = hydra_context
@@ -105,57 +130,103 @@ class OptunaSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
+    def _seeded_sampler(self, trials_so_far: int) -> optuna.samplers.BaseSampler:
+        """The sampler, seeded with its seed plus the trials the study already holds."""
+        if isinstance(self.sampler, optuna.samplers.BaseSampler):
+            if trials_so_far:  # built with its seed: draw afresh rather than repeat
+                self.sampler.reseed_rng()
+            return self.sampler
+        seed = (
+            self.sampler.keywords.get("seed")
+            if isinstance(self.sampler, functools.partial)
+            else None
+        )
+        if seed is None:
+            return self.sampler()
+        return self.sampler(seed=int(seed) + trials_so_far)
+
     def _study(
-        self, storage: optuna.storages.RDBStorage, sweep_dir: Path, search: dict[str, Any]
+        self, storage: optuna.storages.BaseStorage, sweep_dir: Path, search: dict[str, Any]
     ) -> optuna.Study:
         """Create the study, or load it and check it searches what this command asks."""
         study = optuna.create_study(
             study_name=self.study_name,
             storage=storage,
-            sampler=self.sampler,
+            sampler=optuna.samplers.RandomSampler(),  # replaced below, once the trials are known
             pruner=self.pruner or optuna.pruners.NopPruner(),
             direction=self.direction,
             load_if_exists=True,
         )
+        study.sampler = self._seeded_sampler(len(study.get_trials(deepcopy=False)))
         started_with = study.user_attrs.get(SEARCH_ATTR)
         if started_with is None:
             study.set_user_attr(SEARCH_ATTR, search)
             for params in self.enqueue_trials:  # a new study tries these first
                 study.enqueue_trial(params)
         elif started_with != search:
-            raise SearchSetupError(
+            raise SweepSetupError(
                 f"study {self.study_name!r} in {sweep_dir} was started with another search "
                 f"({_differences(started_with, search)}): run that command again to continue "
                 "it, or pass hydra.sweeper.study_name=NEW_NAME to start a new one"
             )
         return study
 
-    def _retry_interrupted(self, study: optuna.Study) -> None:
-        """Trials left running by a crashed search fail, and their parameters are tried again.
+    def _fail_cut_off_trials(self, study: optuna.Study, starting: bool) -> None:
+        """Fail the running trials whose search is gone and queue their parameters again.
 
-        Only trials whose search process is gone: a study in a shared database may have trials
-        running for another search, here or on another machine. A trial with no process named
-        was cut off between being drawn and being named."""
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner = trial.user_attrs.get(OWNER_ATTR)
-            host, _, pid = str(owner).rpartition(":")
-            if owner and (host != socket.gethostname() or pid_alive(int(pid))):
-                log.info(f"Trial {trial.number} is running for another search ({owner}).")
-                continue
-            log.warning(f"Trial {trial.number} was cut off; trying its parameters again.")
-            optuna.Trial(study, trial._trial_id).set_user_attr(INTERRUPTED_ATTR, True)
-            study.tell(trial.number, state=TrialState.FAIL)
-            if trial.params:  # none were drawn yet: the next new trial takes its place
-                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        A database storage knows by the heartbeat. When a search starts and finds trials
+        running, it waits up to grace_period for their heartbeat to tell (a search cut off a
+        moment ago, or another search at work). A journal file keeps no heartbeat: the trials a
+        search finds running when it starts are taken as cut off."""
+        if isinstance(study._storage, optuna.storages.JournalStorage):
+            if starting:
+                retry = RetryCutOffTrial(self.max_retry)
+                for trial in _running(study):
+                    study.tell(trial.number, state=TrialState.FAIL)
+                    retry(study, trial)
+            return
+        with quietly():
+            optuna.storages.fail_stale_trials(study)
+        running = [t.number for t in _running(study)]
+        if not (starting and running):
+            return
+        log.info(
+            f"Trials {running} are running: waiting up to {self.grace_period} s for their "
+            "heartbeat to tell whether their search is still at work"
+        )
+        deadline = time.monotonic() + self.grace_period + self.heartbeat_interval + 2
+        while _running(study) and time.monotonic() < deadline:
+            time.sleep(1)
+            with quietly():
+                optuna.storages.fail_stale_trials(study)
+        for trial in _running(study):
+            log.info(f"Trial {trial.number} is running for another search.")
 
     def _trials_done(self, study: optuna.Study) -> int:
-        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        failed = [
-            t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-            if not t.user_attrs.get(INTERRUPTED_ATTR)
-        ]
-        return len(finished) + len(failed)
+        """Trials that ended: complete, pruned, or failed and not tried again."""
+        trials = study.get_trials(deepcopy=False)
+        retried = {number for t in trials for number in retried_trials(t)}
+        ended = (TrialState.COMPLETE, TrialState.PRUNED)
+        return sum(
+            t.state in ended or (t.state == TrialState.FAIL and t.number not in retried)
+            for t in trials
+        )
+
+    def _ask(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> optuna.Trial:
+        """A new trial (or a queued one), its heartbeat recorded at once."""
+        with quietly():
+            trial = study.ask()
+        if isinstance(storage, optuna.storages.RDBStorage):
+            storage.record_heartbeat(trial._trial_id)
+        return trial
+
+    def _heartbeats(
+        self, storage: optuna.storages.BaseStorage, trials: Sequence[optuna.Trial]
+    ) -> AbstractContextManager:
+        """The heartbeats of `trials` while their jobs run (none in a journal file)."""
+        if not isinstance(storage, optuna.storages.RDBStorage):
+            return nullcontext()
+        return Heartbeats(storage, [t._trial_id for t in trials], self.heartbeat_interval)
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> None:
         """Record a finished job: complete with its value, pruned, or failed."""
@@ -174,45 +245,52 @@ class OptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Sequence[JobReturn]:
         space = parse_search_space([f"{k}={v}" for k, v in self.params.items()] + arguments)
         if not space.suggestions:
-            raise SearchSetupError(
+            raise SweepSetupError(
                 "the search space is empty: give hydra.sweeper.params, or sweeps such as "
                 "optimizer.lr=tag(log,interval(1e-4,1e-1)) on the command line"
             )
+        refuse_ddp_jobs(self.config, [self.config])  # the trials' trainer is the command's
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         # what a continued study must share with its start; where results go and how the
         # config prints may change (another paths.log_dir is another study folder anyway)
         fixed = [o for o in space.fixed if is_hyperparameter(o)]
         search = {"space": space.descriptions, "fixed": fixed, "direction": self.direction}
-        storage = study_storage(self.storage, str(sweep_dir))
+        storage = study_storage(
+            self.storage, str(sweep_dir), self.heartbeat_interval, self.grace_period, self.max_retry
+        )
         study = self._study(storage, sweep_dir, search)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         release_stderr()  # the search is set up; trials may run in other processes
-        self._retry_interrupted(study)
+        self._fail_cut_off_trials(study, starting=True)
 
         done = self._trials_done(study)
         if done:
             log.info(f"Study {self.study_name!r}: {done} of {self.n_trials} trials already done.")
-        log.info(f"Study {self.study_name!r} in {storage.url}")
+        log.info(f"Study {self.study_name!r} in {storage_name(storage, str(sweep_dir))}")
         results: list[JobReturn] = []
-        while done < self.n_trials:
-            trials = [study.ask() for _ in range(min(self.n_jobs, self.n_trials - done))]
-            for trial in trials:
-                trial.set_user_attr(OWNER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+        while True:
+            self._fail_cut_off_trials(study, starting=False)
+            # trials another search runs count too: together they make n_trials
+            missing = self.n_trials - self._trials_done(study) - len(_running(study))
+            if missing <= 0:
+                break
+            trials = [self._ask(study, storage) for _ in range(min(self.n_jobs, missing))]
             # each job is numbered after its trial (the pruning callback finds it so); another
             # search sharing the study may have taken numbers in between
             numbers = [t.number for t in trials]
             consecutive = numbers == list(range(numbers[0], numbers[0] + len(numbers)))
-            for launch in [trials] if consecutive else [[t] for t in trials]:
-                batch = [space.overrides(t) for t in launch]
-                returns = self.launcher.launch(batch, initial_job_idx=launch[0].number)
-                for trial, result in zip(launch, returns, strict=True):
-                    self._tell(study, trial, result)
-                results.extend(returns)
-            done += len(trials)
+            with self._heartbeats(storage, trials):
+                for launch in [trials] if consecutive else [[t] for t in trials]:
+                    batch = [space.overrides(t) for t in launch]
+                    returns = self.launcher.launch(batch, initial_job_idx=launch[0].number)
+                    for trial, result in zip(launch, returns, strict=True):
+                        self._tell(study, trial, result)
+                    results.extend(returns)
 
         report_failures(results, what="trials")
         self._report(study, sweep_dir)
+        self._fail_if_nothing_finished(study)
         return results
 
     def _report(self, study: optuna.Study, sweep_dir: Path) -> None:
@@ -229,3 +307,15 @@ class OptunaSweeper(Sweeper):
             log.info(f"Best parameters: {best.params}")
             log.info(f"Best value: {best.value}")
         OmegaConf.save(OmegaConf.create(summary), sweep_dir / "optimization_results.yaml")
+
+    def _fail_if_nothing_finished(self, study: optuna.Study) -> None:
+        """End the command with exit code 1 when every trial of the study failed."""
+        trials = study.get_trials(deepcopy=False)
+        failed = [t for t in trials if t.state == TrialState.FAIL]
+        if failed and len(failed) == len(trials):
+            end_failed_sweep(
+                self.hydra_context,
+                self.config,
+                f"all {len(failed)} trials of study {self.study_name!r} failed "
+                "(their errors are above)",
+            )

@@ -4,6 +4,7 @@ python src/train.py model=resnet50 optimizer=sgd scheduler=cosine trainer.max_ep
 """
 
 import logging
+import warnings
 from pathlib import Path
 
 import hydra
@@ -123,6 +124,11 @@ def _fit_and_test(
     if cfg.get("train"):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics.update(trainer.callback_metrics)
+        if cfg.get("ckpt_path"):  # resumed where training had ended: nothing validated now
+            with warnings.catch_warnings():  # the bests came back from the checkpoint
+                warnings.filterwarnings("ignore", message=".*compute.* before the .*update")
+                for name, best in model.val_best.items():
+                    metrics.setdefault(f"val/{name}{BEST}", best.compute())
 
     if cfg.get("test"):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

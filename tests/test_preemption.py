@@ -156,6 +156,36 @@ def test_sigterm_during_validation_stops_after_that_validation(tmp_path, uninter
     assert tensorboard_scalars(run)["val/acc"] == uninterrupted["val/acc"][:2]
 
 
+def test_sigterm_in_an_epochs_last_step_waits_for_its_validation_and_resumes(
+    tmp_path, uninterrupted
+):
+    """Found by scripts/fault_injection.py: a stop passed on in the last step cut the epoch's
+    validation short, and the resume from that checkpoint crashed in early stopping."""
+    command = [*SHORT, "test=false", "trainer.max_epochs=2", f"paths.log_dir={tmp_path}"]
+    last_step = signal_at(1, hook="on_train_batch_end", batch=STEPS_PER_EPOCH - 1)
+    stopped = run_in_process("src/train.py", *command, *last_step)
+    assert stopped.returncode == 128 + signal.SIGTERM
+    [run] = run_folders(tmp_path)
+    assert (run / "status.txt").read_text() == "interrupted: SIGTERM after epoch 1 at step 5\n"
+    assert tensorboard_scalars(run)["val/acc"] == uninterrupted["val/acc"][:1]  # validated
+    resumed = run_in_process("src/train.py", *command, *last_step, "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert tensorboard_scalars(run)["val/acc"] == uninterrupted["val/acc"][:2]
+
+
+def test_a_run_stopped_in_its_last_validation_resumes_to_finished(tmp_path):
+    """Found by scripts/fault_injection.py: resuming where training had ended validated nothing,
+    and the run then failed on its optimized metric."""
+    command = [*SHORT, "test=false", "trainer.max_epochs=2", f"paths.log_dir={tmp_path}"]
+    during_last_validation = signal_at(2, hook="on_validation_batch_end", batch=0)
+    stopped = run_in_process("src/train.py", *command, *during_last_validation)
+    assert stopped.returncode == 128 + signal.SIGTERM
+    resumed = run_in_process("src/train.py", *command, *during_last_validation, "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    [run] = run_folders(tmp_path)
+    assert (run / "status.txt").read_text().startswith("finished")
+
+
 def test_ctrl_c_mid_epoch_saves_that_step_and_the_resume_continues_mid_epoch(tmp_path):
     # EpochTime included: a run resumed mid-epoch starts no epoch (it starts its clock at
     # on_train_start too)

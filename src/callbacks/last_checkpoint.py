@@ -85,5 +85,7 @@ class LastCheckpoint(ModelCheckpoint):
     ) -> None:
         # Lightning raises SIGTERMException at the end of the step a stop signal arrived in:
         # a safe point. Any other exception may come from broken weights or mid-step.
-        if isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING:
+        # Not mid-validation: a resume from there cannot finish that validation.
+        fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.validating
+        if isinstance(exception, SIGTERMException) and fitting:
             super().on_exception(trainer, pl_module, exception)

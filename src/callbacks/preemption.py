@@ -67,15 +67,22 @@ class StopOnSignal(L.Callback):
             if self.signal is not None and signum == signal.SIGINT:
                 raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait
             validating = trainer.validating and not trainer.sanity_checking
+            wait = _validation_comes_first(trainer)
             if self.signal is None:
                 self.signal = name
-                when = "after this validation" if validating else "at the end of this step"
+                when = (
+                    "after this validation"
+                    if validating
+                    else "after this epoch's validation"
+                    if wait
+                    else "at the end of this step"
+                )
                 again = (
                     " (Ctrl-C again to stop at once, without saving)" if name == "SIGINT" else ""
                 )
                 log.warning(f"{name} received: stopping {when} and saving last.ckpt{again}")
-            if validating:
-                self._pending = True  # passed on in on_validation_end
+            if wait:
+                self._pending = True  # passed on when the validation or the epoch ends
             else:
                 stop(signal.SIGTERM, frame)
 
@@ -84,6 +91,12 @@ class StopOnSignal(L.Callback):
         signal.signal(signal.SIGINT, handle)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pass_on()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pass_on()  # an epoch that did not validate
+
+    def _pass_on(self) -> None:
         if self._pending and self._stop is not None:
             self._pending = False
             self._stop(signal.SIGTERM, None)
@@ -98,6 +111,19 @@ class StopOnSignal(L.Callback):
             # Lightning raises the same exception on (a KeyboardInterrupt as the context of its
             # SystemExit): exit_when_stopped reads the stop from it.
             exception.stop = Stop(name, _where(trainer))  # type: ignore[attr-defined]
+
+
+def _validation_comes_first(trainer: L.Trainer) -> bool:
+    """Whether Lightning would run a validation before it next looks for a stop: during the
+    epoch's validation, its last step, or between the step before and the last one. A stop
+    noted there would cut that validation short (Lightning's loop raises at its first batch)."""
+    epochs = trainer.fit_loop.epoch_progress.current
+    if trainer.sanity_checking or epochs.started <= epochs.processed:
+        return False  # before training or between epochs: the next step's end is safe
+    batches = trainer.fit_loop.epoch_loop.batch_progress
+    done = batches.current.completed
+    next_is_last = done == batches.current.ready == trainer.num_training_batches - 1
+    return trainer.validating or batches.is_last_batch or next_is_last
 
 
 def _where(trainer: L.Trainer) -> str:

@@ -110,6 +110,7 @@ def main() -> None:
         ours, ours_time = template(cfg)
         theirs, theirs_time, n = hand_written(cfg, seed)
         rows.append((seed, ours, ours_time, theirs, theirs_time))
+        print(f"seed {seed}: data=image_folder {ours:.4f}, hand-written {theirs:.4f}", flush=True)
     metric = "mAP" if cfg.data.get("labels_file") else "accuracy"
     table = Table(title=f"{args.root}: test {metric} on the same {n['test']} images")
     fit = f"{n['train']} (+{n['val']} val)"

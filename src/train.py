@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use)
+from src.callbacks.last_checkpoint import LastCheckpoint
 from src.callbacks.preemption import exit_when_stopped
 from src.callbacks.run_config import RunConfigCheckpoint
 from src.cli.errors import ConfigError
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model on the data, test the best checkpoint, and return the logged metrics."""
+    if cfg.get("test_ckpt", "best") not in ("best", "last"):
+        raise ConfigError(f"test_ckpt={cfg.test_ckpt} is not a choice: use best or last")
     continue_in_place(cfg)  # resume=auto: ckpt_path is this run folder's newest checkpoint
     if cfg.get("ckpt_path"):
         existing_checkpoint(cfg.ckpt_path)  # refuse a wrong path now, not after set-up
@@ -73,6 +76,17 @@ def check_metrics(cfg: DictConfig, model: ImageClassifier) -> None:
         optimized=cfg.get("optimized_metric"),
         logged=model.logged_metric_names(stages),
     )
+
+
+def checkpoint_to_test(trainer: L.Trainer, which: str) -> str:
+    """test_ckpt: the path of best.ckpt (the monitor's best epoch) or last.ckpt (the final
+    weights); "" when none was saved."""
+    if which == "last":  # LastCheckpoint keeps one file, the newest: its "best"
+        saved = [c.best_model_path for c in trainer.callbacks if isinstance(c, LastCheckpoint)]
+        saved += [c.last_model_path for c in trainer.checkpoint_callbacks]
+        if saved := [path for path in saved if path]:
+            return saved[0]
+    return trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
 
 
 def start_from_weights(model: ImageClassifier, path: str, out: Path, resuming: bool) -> None:
@@ -131,9 +145,9 @@ def _fit_and_test(
                     metrics.setdefault(f"val/{name}{BEST}", best.compute())
 
     if cfg.get("test"):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = checkpoint_to_test(trainer, cfg.get("test_ckpt", "best"))
         if not best:
-            log.warning("No best checkpoint was saved: testing the current weights.")
+            log.warning("No checkpoint was saved: testing the current weights.")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(trainer.callback_metrics)
         if model.confusion_matrix is not None:
@@ -149,7 +163,7 @@ def _fit_and_test(
             trainer.global_step,
         )
         if best:
-            log.info(f"Best checkpoint: {best}")
+            log.info(f"Tested checkpoint: {best}")
     session.end(*how_fit_ended(trainer))
     return {k: float(v) for k, v in metrics.items()}
 

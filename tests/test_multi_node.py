@@ -144,7 +144,7 @@ def assert_one_run_of_two_nodes(log_dir: Path, name: str, outputs: list[str]) ->
     folder = log_dir / "train" / "runs" / name
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert sorted(p.name for p in folder.glob("*.log")) == ["train.log"]
-    assert (folder / "train.log").read_text().count("Best checkpoint:") == 1  # rank zero's only
+    assert (folder / "train.log").read_text().count("Tested checkpoint:") == 1  # rank zero's only
     assert sorted(p.name for p in (folder / ".hydra").iterdir()) == [
         "config.yaml",
         "hydra.yaml",

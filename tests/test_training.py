@@ -248,3 +248,24 @@ def test_seed_zero_is_a_seed(train_cfg):
     other = train(train_cfg("seed=1", "debug=fdr"))["train/loss"]
     assert math.isfinite(losses[0]) and losses[0] == losses[1]
     assert other != losses[0]
+
+
+def test_test_ckpt_last_scores_the_final_weights_and_best_the_monitors_epoch(train_cfg, tmp_path):
+    """test_ckpt=last tests last.ckpt (what eval of last.ckpt gives), not best.ckpt; a best
+    epoch other than the last gives other test figures."""
+    cfg = train_cfg("test_ckpt=last", "trainer.max_epochs=4", "optimizer.lr=0.02")
+    metrics = train(cfg)
+    checkpoints = Path(cfg.paths.output_dir) / "checkpoints"
+    scores = {}
+    for name in ("last", "best"):
+        overrides = [f"ckpt_path={checkpoints / f'{name}.ckpt'}", "extras.print_config=false"]
+        scores[name] = evaluate(compose_config("eval.yaml", tmp_path / name, overrides))
+    assert metrics["test/loss"] == pytest.approx(scores["last"]["test/loss"], abs=1e-6)
+    best_epoch = torch.load(checkpoints / "best.ckpt", weights_only=True)["epoch"]
+    if best_epoch != torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"]:
+        assert scores["best"]["test/loss"] != pytest.approx(metrics["test/loss"], abs=1e-6)
+
+
+def test_a_bad_test_ckpt_is_refused_in_one_line(train_cfg):
+    with pytest.raises(Exception, match="test_ckpt=newest is not a choice: use best or last"):
+        train(train_cfg("test_ckpt=newest", "trainer.max_epochs=1"))  # before any work

@@ -84,7 +84,8 @@ def test_the_recipe_trains_and_tests_on_a_folder(train_cfg, shapes):
 
 @pytest.mark.slow
 def test_the_default_recipe_learns_a_small_hard_folder(train_cfg, tmp_path):
-    """80 images of each shape, a quarter held out for test: 90% or more (measured 9x%)."""
+    """80 images of each shape, a quarter held out for test: 90% or more (the README's
+    recipe_check table: 0.94 on average over three seeds of another such folder)."""
     write_hard_shapes(tmp_path / "shapes", per_class=80, size=32, seed=1)
     cfg = train_cfg(*FOLDER, f"data.root={tmp_path / 'shapes'}", "data.test_fraction=0.25", *QUIET)
     assert train(cfg)["test/acc"] >= 0.9

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit the model on the data, test the best checkpoint, and return the logged metrics."""
+    """Fit the model on the data, test the checkpoint test_ckpt names, return the logged metrics."""
     if cfg.get("test_ckpt", "best") not in ("best", "last"):
         raise ConfigError(f"test_ckpt={cfg.test_ckpt} is not a choice: use best or last")
     continue_in_place(cfg)  # resume=auto: ckpt_path is this run folder's newest checkpoint

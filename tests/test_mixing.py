@@ -132,8 +132,21 @@ def test_the_loss_takes_soft_targets_with_class_weights_and_label_smoothing(trai
     loss, logits, _ = model._loss((x, soft), mixed=True)
     weight = torch.tensor([1, 2, 1, 1, 1, 1, 1, 1, 1, 3.0])
     smoothed = soft * 0.9 + 0.1 / 10
-    expected = -(weight * smoothed * logits.log_softmax(dim=1)).sum(dim=1).mean()
+    # averaged by the targets' summed class weight, as PyTorch averages class-index targets
+    expected = -(weight * smoothed * logits.log_softmax(dim=1)).sum() / (soft @ weight).sum()
     assert torch.allclose(loss, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("weights", ["[1,2,1,1,1,1,1,1,1,3]", "[5,5,5,5,5,5,5,5,5,5]", "null"])
+def test_one_hot_float_targets_give_the_loss_of_their_class_indices(train_cfg, weights):
+    """When mixing switches off (mixup_off_epoch) or draws an unmixed batch, the loss keeps its
+    scale: with class weights, PyTorch's mean over probability targets divides by the batch size,
+    its mean over class indices by their summed weight."""
+    cfg = train_cfg(f"model.class_weights={weights}", "model.label_smoothing=0.1")
+    model = instantiate(cfg.model, optimizer=cfg.optimizer, _recursive_=False)
+    x, labels = torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 9, 9, 2, 1, 9, 0])
+    soft_loss, logits, _ = model._loss((x, F.one_hot(labels, 10).float()), mixed=True)
+    assert torch.allclose(soft_loss, model.criterion(logits, labels), atol=1e-6)
 
 
 def test_training_metrics_score_the_dominant_label(train_cfg):

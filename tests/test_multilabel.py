@@ -1,8 +1,11 @@
 """Multi-label classification end to end on the embedded multi-label digits."""
 
+import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
 
 from src.cli.errors import ConfigError
 from src.data.digits import load_digit_images, stratified_split
@@ -98,6 +101,40 @@ def test_multi_hot_targets_with_crossentropy_are_refused(train_cfg):
     batch = (torch.zeros(2, 3, 32, 32), torch.zeros(2, 10))
     with pytest.raises(ConfigError, match="set data.task=multilabel"):
         model.training_step(batch, 0)
+
+
+def test_multi_hot_targets_after_the_first_batch_are_refused_before_a_checkpoint(
+    train_cfg, tmp_path
+):
+    """A custom data set whose first training batch holds one label an image (rows that sum to 1,
+    like mixed targets) and whose later ones hold two, validated on class indices (which the
+    validation step takes): refused before validation, no checkpoint written."""
+    cfg = train_cfg()
+    model = instantiate(
+        cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler, _recursive_=False
+    )
+    targets = torch.zeros(12, 10)
+    targets[:, 0] = 1.0
+    targets[4:, 1] = 1.0  # batches of 4: the first one-hot, the next two multi-hot
+    data = TensorDataset(torch.randn(12, 3, 32, 32), targets)
+    loader = DataLoader(data, batch_size=4)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_last=True)],
+    )
+    seen: list[int] = []
+    model.on_train_batch_end = lambda outputs, batch, batch_idx: seen.append(batch_idx)
+    val = TensorDataset(data.tensors[0][:4], torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ConfigError, match="set data.task=multilabel"):
+        trainer.fit(model, loader, val_dataloaders=DataLoader(val, batch_size=4))
+    assert seen == [0, 1, 2]  # trained on, then refused before validation
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_multilabel_data_with_a_multiclass_task_is_refused(train_cfg):

@@ -28,11 +28,17 @@ from src.models.tasks import (
     per_class_counts,
     per_class_metrics,
     probabilities,
+    soft_target_cross_entropy,
     task_metrics,
     training_predictions,
 )
 from src.tracking.metrics import BEST, default_monitor, metric_mode
 from src.tracking.per_class import per_class_rows
+
+MULTI_HOT = (
+    "multi-hot targets cannot train a multi-class (CrossEntropy) model: "
+    "the data is multi-label, set data.task=multilabel"
+)
 
 # Keys of a scheduler config that are Lightning's settings, not the scheduler's arguments.
 SCHEDULER_LIGHTNING_KEYS = ("interval", "frequency", "monitor")
@@ -119,6 +125,7 @@ class ImageClassifier(L.LightningModule):
         # freeze_until or a backbone_lr_scale of 0): names, since trainer=ddp replaces the layers
         # by SyncBatchNorm ones
         self._frozen_norms: list[str] = self._freeze()
+        self._multi_hot_rows: Tensor | None = None  # see _count_multi_hot
         self.train()  # frozen layers in eval mode from the start (Lightning restores modes)
         width = getattr(self.net, "num_classes", num_classes)
         if width != num_classes:
@@ -272,11 +279,12 @@ class ImageClassifier(L.LightningModule):
         logits = self(x)
         if self.hparams.task == "multiclass":
             if y.ndim != 1 and not (mixed and y.is_floating_point()):
-                raise ConfigError(
-                    "multi-hot targets cannot train a multi-class (CrossEntropy) model: "
-                    "the data is multi-label, set data.task=multilabel"
-                )
-            loss = self.criterion(logits, y.to(logits.dtype) if y.ndim == 2 else y)
+                raise ConfigError(MULTI_HOT)
+            if y.ndim == 2:
+                weight, smoothing = self.criterion.weight, self.criterion.label_smoothing
+                loss = soft_target_cross_entropy(logits, y.to(logits.dtype), weight, smoothing)
+            else:
+                loss = self.criterion(logits, y)
         else:
             loss = F.binary_cross_entropy_with_logits(logits, y.float(), pos_weight=self.pos_weight)
         return loss, logits, y
@@ -293,12 +301,9 @@ class ImageClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         hp = self.hparams
-        # mixed multi-class targets are class probabilities; multi-hot ones (multi-label data)
-        # are not: checked on each epoch's first batch (one wait for the device an epoch)
-        y = batch[1]
-        mixed = batch_idx > 0 or hp.task != "multiclass" or y.ndim != 2
-        mixed = mixed or torch.allclose(y.sum(dim=1), y.new_ones(len(y)))
-        loss, logits, y = self._loss(batch, mixed=bool(mixed))
+        if hp.task == "multiclass" and batch[1].ndim == 2:
+            self._count_multi_hot(batch[1], at_once=batch_idx == 0)
+        loss, logits, y = self._loss(batch, mixed=True)
         # Under MixUp/CutMix the training metrics score each image against its dominant label:
         # the class with the larger share of the mixed target (multi-class), the labels with at
         # least half their weight (multi-label); unmixed targets stay as they are. The loss is
@@ -311,7 +316,31 @@ class ImageClassifier(L.LightningModule):
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
+    def _count_multi_hot(self, y: Tensor, at_once: bool) -> None:
+        """Mixed multi-class targets are class probabilities (rows that sum to 1); multi-hot ones
+        (multi-label data) are not. Such rows are counted on the device and refused on an epoch's
+        first batch, before validation, at the epoch's end and before any checkpoint is saved:
+        checking every batch at once would make each training step wait for the device."""
+        rows = (~torch.isclose(y.sum(dim=1), y.new_ones(()))).sum()
+        if self._multi_hot_rows is not None:
+            rows = rows + self._multi_hot_rows
+        self._multi_hot_rows = rows
+        if at_once:
+            self._refuse_multi_hot()
+
+    def _refuse_multi_hot(self) -> None:
+        rows, self._multi_hot_rows = self._multi_hot_rows, None
+        if rows is not None and rows.item():
+            raise ConfigError(MULTI_HOT)
+
+    def on_validation_epoch_start(self) -> None:
+        self._refuse_multi_hot()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._refuse_multi_hot()  # weights trained on multi-hot targets are not saved
+
     def on_train_epoch_end(self) -> None:
+        self._refuse_multi_hot()
         # logged once an epoch rather than registered with every step (computing syncs DDP ranks)
         self.log_dict(self.train_metrics.compute())
         self.train_metrics.reset()

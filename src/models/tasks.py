@@ -3,6 +3,7 @@
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
@@ -94,3 +95,20 @@ def inverse_frequency_weights(targets: Tensor, num_classes: int) -> Tensor:
     counts = torch.bincount(targets.long(), minlength=num_classes).double().clamp(min=1)
     weights = 1.0 / counts
     return (weights * num_classes / weights.sum()).float()
+
+
+def soft_target_cross_entropy(
+    logits: Tensor, targets: Tensor, weight: Tensor | None, label_smoothing: float
+) -> Tensor:
+    """CrossEntropy against (B, C) class probabilities (MixUp/CutMix targets), averaged the way
+    PyTorch averages class-index targets: by the summed class weight of the targets, not by B.
+    For one-hot targets it equals nn.CrossEntropyLoss(weight, label_smoothing) on their indices,
+    so the loss keeps its scale when mixing switches off (PyTorch's own mean for probability
+    targets divides by B, which with class weights that do not average 1 over the samples, such
+    as class_weights=auto on imbalanced data, scales the mixed epochs' loss by another factor)."""
+    losses = F.cross_entropy(
+        logits, targets, weight=weight, label_smoothing=label_smoothing, reduction="none"
+    )
+    if weight is None:
+        return losses.mean()
+    return losses.sum() / (targets @ weight.to(targets.dtype)).sum()

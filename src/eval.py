@@ -14,7 +14,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use)
-from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero
+from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero, leave_process_group
 from src.cli.instantiate import instantiate_loggers
 from src.cli.one_line_errors import hydra_errors_on_one_line, report_user_errors
 from src.models.checkpoint import RUN_CONFIG_KEY, classifier_from_checkpoint, read_checkpoint
@@ -69,6 +69,7 @@ def main(cfg: DictConfig) -> None:
     keep_file_logs_on_rank_zero()
     apply_extras(cfg)
     evaluate(cfg)
+    leave_process_group()
 
 
 if __name__ == "__main__":

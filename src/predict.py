@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use)
 from src.cli.errors import ConfigError
-from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero
+from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero, leave_process_group
 from src.cli.one_line_errors import hydra_errors_on_one_line, report_user_errors
 from src.data.predict_inputs import ImagePathDataset, find_images
 from src.data.transforms import eval_transform_of
@@ -156,6 +156,7 @@ def main(cfg: DictConfig) -> None:
     keep_file_logs_on_rank_zero()
     apply_extras(cfg)
     predict(cfg)
+    leave_process_group()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from src.callbacks.last_checkpoint import LastCheckpoint
 from src.callbacks.preemption import exit_when_stopped
 from src.callbacks.run_config import RunConfigCheckpoint
 from src.cli.errors import ConfigError
-from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero
+from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero, leave_process_group
 from src.cli.instantiate import instantiate_callbacks, instantiate_loggers
 from src.cli.one_line_errors import hydra_errors_on_one_line, in_multirun, report_user_errors
 from src.cli.resume import continue_in_place
@@ -174,6 +174,7 @@ def main(cfg: DictConfig) -> float | None:
     """Entry point: returns `optimized_metric` for Hydra's sweepers."""
     keep_file_logs_on_rank_zero()
     metrics = train(cfg)
+    leave_process_group()
     return metric_value(metrics, cfg.get("optimized_metric"))
 
 

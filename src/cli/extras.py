@@ -1,4 +1,4 @@
-"""Run-wide utilities applied before the task starts: warnings, the printed config, DDP logs."""
+"""Run-wide utilities around the task: warnings, the printed config, DDP logs, the process group."""
 
 import logging
 import warnings
@@ -7,6 +7,7 @@ from pathlib import Path
 import rich
 import rich.syntax
 import rich.tree
+import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -52,3 +53,12 @@ def keep_file_logs_on_rank_zero() -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
         root.removeHandler(handler)
+
+
+def leave_process_group() -> None:
+    """After a finished DDP run: wait for every process, then close the process group. Lightning
+    closes it at exit only for NCCL; a gloo group left open can abort a process as the interpreter
+    exits ("terminate called without an active exception", exit -6), failing a finished run."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

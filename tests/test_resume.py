@@ -215,3 +215,27 @@ def test_the_status_file_names_the_slurm_job_a_requeue_keeps(tmp_path, monkeypat
         assert lines == [f"running: pid {os.getpid()} on {os.uname().nodename}", "slurm job 4242"]
         session.end("interrupted", "SIGTERM after epoch 1 at step 5")
     assert (tmp_path / "status.txt").read_text().startswith("interrupted: SIGTERM after epoch 1")
+
+
+def test_ckpt_path_with_a_changed_max_epochs_is_refused_under_onecycle(tmp_path):
+    """ckpt_path= resume with another run length under one-cycle is refused in one line before
+    any work (one-cycle would otherwise raise mid-run when it steps past its old end); the same
+    length still resumes."""
+    command = [*SHORT, "test=false", "scheduler=onecycle", f"paths.log_dir={tmp_path}"]
+    first = run_in_process("src/train.py", *command, "trainer.max_epochs=1")
+    assert first.returncode == 0, first.stderr[-2000:]
+    [run] = run_folders(tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+
+    longer = run_in_process("src/train.py", *command, "trainer.max_epochs=2", f"ckpt_path={last}")
+    assert longer.returncode == 2
+    assert error_lines(longer) == [
+        f"error: ckpt_path={last} with trainer.max_epochs=2, but the run started with 1 and its "
+        "schedule follows the run's length (scheduler.total_steps=auto): resume with "
+        f"trainer.max_epochs=1, or start a new run from its weights with model.init_from={last}"
+    ]
+    assert "Traceback" not in longer.stderr
+    assert run_folders(tmp_path) == [run]  # nothing built or written
+
+    same = run_in_process("src/train.py", *command, "trainer.max_epochs=1", f"ckpt_path={last}")
+    assert same.returncode == 0, same.stderr[-2000:]

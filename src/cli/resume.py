@@ -162,16 +162,19 @@ def run_length_keys(scheduler: DictConfig | None) -> list[str]:
     ]
 
 
-def refuse_changed_schedule(cfg: DictConfig, checkpoint: dict[str, Any], path: Path) -> None:
+def refuse_changed_schedule(
+    cfg: DictConfig, checkpoint: dict[str, Any], path: Path, passed: str = "resume=auto"
+) -> None:
     """Refuse a resume with another trainer.max_epochs where the schedule follows it: the
-    restored schedule would not fit the new length (a cosine would climb again)."""
+    restored schedule would not fit the new length (a cosine would climb again, a one-cycle
+    would step past its end). `passed`: what the user gave to resume, for the message."""
     before = (checkpoint.get(RUN_CONFIG) or {}).get("trainer", {}).get("max_epochs")
     now = cfg.trainer.get("max_epochs")
     keys = run_length_keys(cfg.get("scheduler"))
     if before is None or before == now or not keys:
         return
     raise ConfigError(
-        f"resume=auto with trainer.max_epochs={now}, but the run started with {before} and its "
+        f"{passed} with trainer.max_epochs={now}, but the run started with {before} and its "
         f"schedule follows the run's length ({', '.join(keys)}): resume with "
         f"trainer.max_epochs={before}, or start a new run from its weights with "
         f"model.init_from={path}"

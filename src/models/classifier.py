@@ -282,7 +282,7 @@ class ImageClassifier(L.LightningModule):
                 raise ConfigError(MULTI_HOT)
             if y.ndim == 2:
                 weight, smoothing = self.criterion.weight, self.criterion.label_smoothing
-                loss = soft_target_cross_entropy(logits, y.to(logits.dtype), weight, smoothing)
+                loss = soft_target_cross_entropy(logits, y, weight, smoothing)
             else:
                 loss = self.criterion(logits, y)
         else:

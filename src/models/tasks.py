@@ -105,10 +105,14 @@ def soft_target_cross_entropy(
     For one-hot targets it equals nn.CrossEntropyLoss(weight, label_smoothing) on their indices,
     so the loss keeps its scale when mixing switches off (PyTorch's own mean for probability
     targets divides by B, which with class weights that do not average 1 over the samples, such
-    as class_weights=auto on imbalanced data, scales the mixed epochs' loss by another factor)."""
-    losses = F.cross_entropy(
-        logits, targets, weight=weight, label_smoothing=label_smoothing, reduction="none"
-    )
-    if weight is None:
-        return losses.mean()
-    return losses.sum() / (targets @ weight.to(targets.dtype)).sum()
+    as class_weights=auto on imbalanced data, scales the mixed epochs' loss by another factor).
+    Computed in float32 also under mixed precision: bf16 targets and normaliser round by ~4e-3."""
+    with torch.autocast(logits.device.type, enabled=False):  # its matmul would run in half
+        logits, targets = logits.float(), targets.float()
+        weight = None if weight is None else weight.float()
+        losses = F.cross_entropy(
+            logits, targets, weight=weight, label_smoothing=label_smoothing, reduction="none"
+        )
+        if weight is None:
+            return losses.mean()
+        return losses.sum() / (targets @ weight).sum()

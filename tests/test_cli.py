@@ -27,7 +27,7 @@ VAL_METRICS = "use one of val/loss, val/acc, val/acc_top5, val/f1, val/precision
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["optimizer.lr=-0.1"], "error: bad optimizer settings: Invalid learning rate: -0.1"),
+        (["optimizer.lr=-0.1"], "error: optimizer.lr=-0.1 is refused by torch.optim.Adam"),
         (["data.batch_size=0"], "error: data.batch_size must be a positive integer, got 0"),
         (["model.label_smoothing=1.5"], "error: model.label_smoothing must lie in [0, 1)"),
         (["ckpt_path=/nonexistent/last.ckpt"], "error: ckpt_path=/nonexistent/last.ckpt does not"),
@@ -63,6 +63,41 @@ def test_bad_values_give_one_line_exit_2_and_leave_no_run_folder(tmp_path, args,
     errors = error_lines(result)
     assert len(errors) == 1 and expected in errors[0], result.stderr
     assert not tmp_path.joinpath("train").exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["optimizer.lr=-1"],
+            "error: optimizer.lr=-1 is refused by torch.optim.Adam: Invalid learning rate: -1: "
+            "pass another optimizer.lr (Adam's default, 0.001, works)",
+        ),
+        (
+            ["optimizer.weight_decay=-1"],
+            "error: optimizer.weight_decay=-1 is refused by torch.optim.Adam: Invalid weight_decay "
+            "value: -1: pass another optimizer.weight_decay (Adam's default, 0, works)",
+        ),
+        (  # SGD's default momentum (0) is refused too with nesterov: named all the same
+            ["optimizer=sgd", "optimizer.momentum=-1"],
+            "error: optimizer.momentum=-1 is refused by torch.optim.SGD: Invalid momentum value: "
+            "-1: pass another optimizer.momentum",
+        ),
+        (
+            ["scheduler=plateau", "scheduler.factor=2"],
+            "error: scheduler.factor=2 is refused by torch.optim.lr_scheduler.ReduceLROnPlateau: "
+            "Factor should be < 1.0: pass another scheduler.factor (ReduceLROnPlateau's default, "
+            "0.1, works)",
+        ),
+    ],
+    ids=lambda value: value[-1] if isinstance(value, list) else None,
+)
+def test_a_value_the_optimizer_or_scheduler_refuses_is_named_by_its_key(tmp_path, args, expected):
+    result = run_in_process("src/train.py", f"paths.log_dir={tmp_path}", *args)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert error_lines(result) == [expected]
+    assert not tmp_path.joinpath("train").exists()  # refused before any work
 
 
 def test_a_validation_metric_the_model_does_log_can_be_optimized(tmp_path):

@@ -169,14 +169,15 @@ def test_a_failing_job_is_reported_and_the_others_keep_their_results(tmp_path):
     result = multirun(tmp_path, "optimizer.lr=0.001,-1")
     assert result.returncode == 1
     assert "1 of 2 jobs failed:" in result.stdout
-    line = "  1_optimizer.lr=-1,trainer.max_epochs=2: bad optimizer settings: Invalid learning rate"
+    line = "  1_optimizer.lr=-1,trainer.max_epochs=2: optimizer.lr=-1 is refused by torch.optim."
     assert line in result.stdout
     assert "1 of 2 jobs finished" in result.stdout
     good, bad = job_folders(only_folder(tmp_path / "train" / "multiruns"))
     assert (good / "checkpoints" / "best.ckpt").is_file()
     assert run_status(good)[-1] == "finished"
     assert run_status(bad) == [
-        "failed: bad optimizer settings: Invalid learning rate: -1: fix the optimizer.* values"
+        "failed: optimizer.lr=-1 is refused by torch.optim.Adam: Invalid learning rate: -1: "
+        "pass another optimizer.lr (Adam's default, 0.001, works)"
     ]
     report = compare_runs(str(good.parent))  # both jobs, the failed one last
     assert report.returncode == 0, report.stderr

@@ -1,5 +1,6 @@
 """The LightningModule: a network plus the loss, metrics and optimisation its task calls for."""
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from torchmetrics import MaxMetric, MeanMetric, MinMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from src.cli.errors import ConfigError
+from src.cli.partial_settings import build_partial
 from src.models.param_groups import (
     backbone_modules,
     head_prefixes,
@@ -453,18 +455,15 @@ class ImageClassifier(L.LightningModule):
                 "every parameter is frozen (model.freeze_until / model.backbone_lr_scale=0): "
                 "leave some of the network to train"
             )
-        try:
-            optimizer = instantiate(settings)(params)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"bad optimizer settings: {exc}: fix the optimizer.* values") from exc
+        fresh = (lambda: params) if len(groups) == 1 else (lambda: [dict(g) for g in groups])
+        optimizer = build_partial("optimizer", settings, fresh(), fresh)
         if not self.hparams.scheduler:
             return optimizer
         settings = dict(self.hparams.scheduler)
         lightning_keys = {k: settings.pop(k) for k in SCHEDULER_LIGHTNING_KEYS if k in settings}
         if settings.get("total_steps") == "auto":  # e.g. one-cycle: the run's optimizer steps
             settings["total_steps"] = self._optimizer_steps()
-        try:
-            scheduler = instantiate(settings)(optimizer)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"bad scheduler settings: {exc}: fix the scheduler.* values") from exc
+        scheduler = build_partial(
+            "scheduler", settings, optimizer, lambda: copy.deepcopy(optimizer)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}

@@ -126,7 +126,10 @@ def predict(cfg: DictConfig) -> Path:
     checkpoint = read_checkpoint(cfg.get("ckpt_path"), map_location="cpu")
     images = find_images(cfg.get("input"))
     model = classifier_from_checkpoint(checkpoint)
-    transform = eval_transform_of(checkpoint[RUN_CONFIG_KEY]["data"])
+    data = dict(checkpoint[RUN_CONFIG_KEY]["data"])
+    if cfg.get("image_size"):
+        data["image_size"] = cfg.image_size
+    transform = eval_transform_of(data)
     loader = DataLoader(
         ImagePathDataset(images, transform),
         batch_size=cfg.batch_size,

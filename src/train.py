@@ -31,6 +31,7 @@ from src.tracking.hparams import flat_hyperparameters
 from src.tracking.metrics import BEST, check_metrics_are_logged, metric_value
 from src.tracking.per_class import report_per_class
 from src.tracking.run_status import TensorBoardSession, how_fit_ended, tensorboard_dir
+from src.tracking.saved_config import record_in_saved_config
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,9 @@ def _fit_and_test(
         cfg.data.task = datamodule.task
         cfg.data.num_classes = datamodule.num_classes
         cfg.data.class_names = list(datamodule.class_names)
+        if cfg.data.get("image_size") == "auto":  # eval and predict use the size that trained
+            cfg.data.image_size = datamodule.image_size
+            record_in_saved_config({"data.image_size": datamodule.image_size})
     model: ImageClassifier = hydra.utils.instantiate(
         cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"), _recursive_=False
     )

@@ -25,7 +25,7 @@ from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.predict import predict
 from src.train import train
 from tests.conftest import compose_config
-from tests.helpers import QUIET
+from tests.helpers import QUIET, error_lines, run_folders, run_in_process
 
 
 def write_image(path: Path, mode: str = "RGB", size: tuple[int, int] = (16, 16), seed: int = 0):
@@ -446,13 +446,12 @@ def test_both_pipelines_and_predict_see_the_same_evaluation_pixels(train_cfg, tm
     read, same_labels = next(iter(streamed.test_dataloader()))
     assert held.shape == (4, 3, 24, 24) and torch.equal(labels, same_labels)
     assert torch.allclose(held, read, atol=1e-5)
-    # predict: the checkpoint's resolved data config, applied to the files themselves
-    transform = eval_transform_of(OmegaConf.to_container(cfg.data, resolve=True))
+    # predict: the checkpoint's data config, with the size train.py recorded, on the files
+    recorded = {**OmegaConf.to_container(cfg.data, resolve=True), "image_size": 24}
+    transform = eval_transform_of(recorded)
     files = [batched.paths[i] for i in batched.splits["test"]]
     predicted = torch.stack([transform(read_rgb_image(path)) for path in files])
     assert torch.allclose(held, predicted, atol=1e-5)
-    recorded = {**OmegaConf.to_container(cfg.data, resolve=True), "image_size": 24}
-    assert torch.equal(eval_transform_of(recorded)(read_rgb_image(files[0])), predicted[0])
 
 
 OLD_TRANSFORMS = [
@@ -539,3 +538,62 @@ def test_predict_applies_exactly_the_evaluation_transform_of_training(train_cfg,
         found = {row[f"class_{k}"]: float(row[f"prob_{k}"]) for k in (1, 2, 3)}
         wanted = dict(zip(dm.class_names, probs.tolist(), strict=True))
         assert found == pytest.approx(wanted, abs=1e-5)
+
+
+def predictions_of(logs: Path, *args: str) -> list[dict[str, str]]:
+    """`python src/predict.py ARGS` logging under logs: the rows of its predictions.csv."""
+    result = run_in_process(
+        "src/predict.py", "extras.print_config=false", f"paths.log_dir={logs}", *args
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    [run] = run_folders(logs, "predict")
+    rows = list(csv.DictReader(open(run / "predictions.csv")))
+    shutil.rmtree(logs)
+    return [{**row, "path": Path(row["path"]).name} for row in rows]
+
+
+def test_image_size_auto_is_recorded_so_predict_never_reads_the_training_folder(tmp_path):
+    """The size image_size=auto found is what the checkpoint and .hydra/config.yaml record; predict
+    uses it after the training folder is gone. A checkpoint that still says auto is refused in one
+    line naming image_size=, which then gives the same predictions."""
+    root = tmp_path / "images"
+    write_sizes(root, [(40, 24), (24, 36), (30, 30), (50, 20), (28, 44)])
+    inputs = tmp_path / "inputs"
+    shutil.copytree(root / "a", inputs)
+    result = run_in_process(
+        "src/train.py",
+        *folder_overrides(root)[:-1],  # image_size=auto: the median shorter side, 24
+        *QUIET,
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=csv",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    [run] = run_folders(tmp_path / "logs")
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["run_config"]["data"]["image_size"] == 24
+    assert OmegaConf.load(run / ".hydra" / "config.yaml").data.image_size == 24
+
+    before = predictions_of(tmp_path / "p", f"ckpt_path={ckpt}", f"input={inputs}")
+    shutil.move(root, tmp_path / "elsewhere")
+    assert predictions_of(tmp_path / "p", f"ckpt_path={ckpt}", f"input={inputs}") == before
+
+    old = torch.load(ckpt, weights_only=True)
+    old["run_config"]["data"]["image_size"] = "auto"  # as runs saved it before
+    torch.save(old, tmp_path / "old.ckpt")
+    refused = run_in_process(
+        "src/predict.py",
+        "extras.print_config=false",
+        f"ckpt_path={tmp_path / 'old.ckpt'}",
+        f"input={inputs}",
+        f"paths.log_dir={tmp_path / 'p'}",
+    )
+    assert refused.returncode == 2
+    assert error_lines(refused) == [
+        "error: the checkpoint's data.image_size is auto, not the size it trained at (its "
+        "training log says `data.image_size=auto: <size>`): pass image_size=<that size>"
+    ]
+    args = [f"ckpt_path={tmp_path / 'old.ckpt'}", f"input={inputs}", "image_size=24"]
+    assert predictions_of(tmp_path / "p", *args) == before

@@ -14,7 +14,7 @@ the batched pipeline of src/data/in_memory.py; larger ones stream from the files
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -280,18 +280,6 @@ def scan_source(
         )
     classes, samples = scan_class_folders(root)
     return root, task, classes, samples
-
-
-def found_image_size(data: Mapping[str, Any]) -> int:
-    """The size `image_size: auto` finds for an image-folder data config, from its images."""
-    root = Path(data["root"])
-    if not root.is_dir():
-        raise ConfigError(
-            f"this run's data.image_size=auto is read from its training images, but "
-            f"data.root={root} is not a folder here: run from where it was trained"
-        )
-    scanned = scan_source(root, data.get("labels_file"), data.get("classes_file"), data.get("task"))
-    return auto_image_size([sample.path for sample in scanned[3]])
 
 
 def check_image_size(image_size: Any) -> None:

@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from torch import nn
 from torchvision.transforms import v2
 
+from src.cli.errors import ConfigError
 from src.data.augmentation import per_sample_eval_transform
 
 
@@ -39,8 +40,9 @@ def eval_transform_of(data: Mapping[str, Any]) -> v2.Compose:
     size = data.get("image_size")
     if size is None:
         return per_sample_eval_transform(data["mean"], data["std"])
-    if size == "auto":  # a run that did not record the size it found: find it again
-        from src.data.image_folder import found_image_size  # imports this module
-
-        size = found_image_size(data)
+    if size == "auto":  # runs record the size they found (src/train.py); older ones did not
+        raise ConfigError(
+            "the checkpoint's data.image_size is auto, not the size it trained at (its training "
+            "log says `data.image_size=auto: <size>`): pass image_size=<that size>"
+        )
     return image_eval_transform(int(size), data["mean"], data["std"])

@@ -20,8 +20,8 @@ from src.tracking.metrics import DIRECTIONS, default_monitor, metric_mode
         ("test/acc_top5", "max"),
         ("val/f1_micro", "max"),
         ("val/map_best", "max"),
-        ("test/ap_7", "max"),  # per class: ap_<class name>
-        ("test/f1_hot_dog", "max"),
+        ("test/per_class/ap/7", "max"),  # per class: per_class/<metric>/<class name>
+        ("test/per_class/f1/hot_dog", "max"),
         ("val/exact_match", "max"),
         ("val/precision", "max"),
         ("train/recall", "max"),

@@ -52,7 +52,7 @@ def test_training_logs_the_multilabel_metrics(multilabel_run):
     for name in ["f1", "f1_micro", "hamming", "exact_match"]:
         assert f"test/{name}" in metrics and f"val/{name}" in metrics
     for digit in range(10):
-        assert f"test/f1_{digit}" in metrics and f"test/ap_{digit}" in metrics
+        assert f"test/per_class/f1/{digit}" in metrics and f"test/per_class/ap/{digit}" in metrics
     scalars = tensorboard_scalars(out)
     assert len(scalars["val/map"]) == 3 and len(scalars["val/map_best"]) == 3
     assert tensorboard_events(out).Images("test/per_class_ap")  # the AP bars of each label
@@ -89,7 +89,7 @@ def test_eval_reproduces_multilabel_test_metrics(multilabel_run, tmp_path):
     ckpt = out / "checkpoints" / "best.ckpt"
     cfg = compose_config("eval.yaml", tmp_path, [f"ckpt_path={ckpt}", "extras.print_config=false"])
     evaluated = evaluate(cfg)
-    for name in ["test/map", "test/f1", "test/exact_match", "test/ap_7"]:
+    for name in ["test/map", "test/f1", "test/exact_match", "test/per_class/ap/7"]:
         assert evaluated[name] == pytest.approx(metrics[name], abs=1e-6), name
 
 

@@ -4,13 +4,18 @@ TensorBoard text) for both tasks, and the chart of training and validation loss.
 import csv
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
 from sklearn.metrics import precision_recall_fscore_support
 from tensorboard.plugins.custom_scalar import layout_pb2
+from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassStatScores, MultilabelStatScores
+from torchmetrics.functional.classification import multilabel_average_precision, multilabel_f1_score
 
+from src.cli.errors import user_error_in
 from src.tracking.per_class import per_class_rows
 from src.train import train
 from tests.conftest import FAST, SMALL_MULTILABEL, compose_config
@@ -141,7 +146,61 @@ def test_the_multilabel_table_has_each_labels_scores_and_support(tmp_path):
     test_targets = instantiate(cfg.data).canvases()[2][1]
     assert [int(row["support"]) for row in rows] == test_targets.sum(dim=0).long().tolist()
     for row in rows:  # the same values as the per-class scalars users already have
-        assert float(row["f1"]) == pytest.approx(metrics[f"test/f1_{row['class']}"], abs=1e-6)
-        assert float(row["ap"]) == pytest.approx(metrics[f"test/ap_{row['class']}"], abs=1e-6)
+        for name in ("f1", "ap"):
+            logged = metrics[f"test/per_class/{name}/{row['class']}"]
+            assert float(row[name]) == pytest.approx(logged, abs=1e-6)
     assert any(float(row["precision"]) > 0 for row in rows)
     assert not (tmp_path / "confusion_matrix.csv").exists()  # multi-class only
+
+
+def multilabel_model(tmp_path: Path, class_names: str):
+    """The multi-label classifier of the real configs, for three classes with these names."""
+    overrides = [*FAST, "data=digits_multilabel", "data.num_classes=3"]
+    cfg = compose_config("train.yaml", tmp_path, [*overrides, f"data.class_names={class_names}"])
+    return instantiate(cfg.model, optimizer=cfg.optimizer, _recursive_=False)
+
+
+def test_class_names_like_metric_names_never_overwrite_another_metric(tmp_path):
+    """A class named `micro` and one named `a/b`: test/f1_micro keeps the task's micro F1, and
+    each class's F1 and AP are logged once, one level below the task's metrics."""
+    model = multilabel_model(tmp_path, "[micro,'a/b',c]")
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(48, 3, 32, 32, generator=generator)
+    y = (torch.rand(48, 3, generator=generator) < 0.5).long()
+    logger = TensorBoardLogger(tmp_path, name="tensorboard", version="", default_hp_metric=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.test(model, DataLoader(TensorDataset(x, y), batch_size=16), verbose=False)
+    logger.finalize("success")
+
+    with torch.no_grad():
+        probs = model.eval()(x).sigmoid()
+    f1 = multilabel_f1_score(probs, y, num_labels=3, average=None)
+    ap = multilabel_average_precision(probs, y, num_labels=3, average=None)
+    expected = {
+        "test/f1_micro": multilabel_f1_score(probs, y, num_labels=3, average="micro"),
+        "test/f1": f1.mean(),
+        **{f"test/per_class/f1/{name}": f1[i] for i, name in enumerate(["micro", "a_b", "c"])},
+        **{f"test/per_class/ap/{name}": ap[i] for i, name in enumerate(["micro", "a_b", "c"])},
+    }
+    scalars = tensorboard_scalars(tmp_path)
+    for tag, value in expected.items():
+        assert scalars[tag] == pytest.approx([float(value)], abs=1e-6), tag
+    per_class = sorted(tag for tag in scalars if tag.startswith("test/per_class/"))
+    assert per_class == sorted(name for name in expected if name.startswith("test/per_class/"))
+    logged = set(model.logged_metric_names(["test"]))
+    assert set(scalars) - {"epoch"} == logged  # every name logged once, as the model says
+
+
+def test_two_class_names_that_would_log_under_one_name_are_refused(tmp_path):
+    with pytest.raises(Exception) as error:
+        multilabel_model(tmp_path, "['a/b',a_b,c]")
+    assert str(user_error_in(error.value)) == (
+        "the classes 'a/b' and 'a_b' would log under one name, test/per_class/f1/a_b "
+        "(a / in a class name is logged as _): rename one of them"
+    )

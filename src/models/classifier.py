@@ -34,7 +34,13 @@ from src.models.tasks import (
     task_metrics,
     training_predictions,
 )
-from src.tracking.metrics import BEST, default_monitor, metric_mode
+from src.tracking.metrics import (
+    BEST,
+    check_per_class_names,
+    default_monitor,
+    metric_mode,
+    per_class_metric,
+)
 from src.tracking.per_class import per_class_rows
 
 MULTI_HOT = (
@@ -200,6 +206,8 @@ class ImageClassifier(L.LightningModule):
             raise ConfigError(
                 f"model.backbone_lr_scale must be 0 (frozen) or more, got {hp.backbone_lr_scale}"
             )
+        if hp.task == "multilabel":  # each class's test metrics are logged by its name
+            check_per_class_names(hp.class_names)
         if not 0 < hp.threshold < 1:
             raise ConfigError(f"model.threshold must lie in (0, 1), got {hp.threshold}")
         # a setting of the other task would be silently ignored: refuse it instead
@@ -389,7 +397,7 @@ class ImageClassifier(L.LightningModule):
         }
         if self.test_per_class is not None:
             names["test"] += [
-                f"test/{m}_{c}"
+                per_class_metric("test", m, c)
                 for m in self.test_per_class.keys(keep_base=True)
                 for c in self.hparams.class_names
             ]
@@ -414,7 +422,7 @@ class ImageClassifier(L.LightningModule):
             self.per_class_scores = {k: v.cpu() for k, v in self.test_per_class.compute().items()}
             for metric, values in self.per_class_scores.items():
                 for name, value in zip(self.hparams.class_names, values, strict=True):
-                    self.log(f"test/{metric}_{name}", value)
+                    self.log(per_class_metric("test", metric, name), value)
             self.test_per_class.reset()
         ap = {"ap": self.per_class_scores["ap"]} if "ap" in self.per_class_scores else {}
         counts = self.test_counts.compute()

@@ -26,8 +26,11 @@ DIRECTIONS = {
     "calibration_error": "min",
     "epoch_time": "min",
 }
-# Per-class test metrics are named `<metric>_<class name>`, e.g. test/f1_cat or test/ap_7.
+# Per-class test metrics (multi-label) are named `<stage>/per_class/<metric>/<class name>`, e.g.
+# test/per_class/f1/cat: a level below the task's metrics, so no class name (`micro`) makes the
+# name of another metric (test/f1_micro); a `/` in a class name is logged as `_`.
 PER_CLASS = ("f1", "ap")
+PER_CLASS_LEVEL = "per_class"
 # The validation metric that picks best.ckpt and stops early, unless `monitor` says otherwise.
 DEFAULT_MONITOR = {"multiclass": "val/acc", "multilabel": "val/map"}
 BEST = "_best"  # `<metric>_best`: the best value of a validation metric so far
@@ -35,16 +38,34 @@ BEST = "_best"  # `<metric>_best`: the best value of a validation metric so far
 
 def metric_mode(metric: str) -> str:
     """`max` or `min`: which way `metric` improves, e.g. val/acc_best -> max, val/loss -> min."""
-    name = metric.rsplit("/", 1)[-1].removesuffix(BEST)
+    parts = metric.split("/")
+    if len(parts) == 4 and parts[1] == PER_CLASS_LEVEL and parts[2] in PER_CLASS:
+        return DIRECTIONS[parts[2]]
+    name = parts[-1].removesuffix(BEST)
     if name in DIRECTIONS:
         return DIRECTIONS[name]
-    prefix, _, class_name = name.partition("_")
-    if prefix in PER_CLASS and class_name:
-        return DIRECTIONS[prefix]
     raise ConfigError(
         f"no direction is known for metric {metric!r}: name one whose last part is "
         f"{', '.join(DIRECTIONS)} (optionally with {BEST})"
     )
+
+
+def per_class_metric(stage: str, metric: str, class_name: str) -> str:
+    """The name one class's metric is logged under, e.g. test/per_class/f1/hot_dog."""
+    return f"{stage}/{PER_CLASS_LEVEL}/{metric}/{str(class_name).replace('/', '_')}"
+
+
+def check_per_class_names(class_names: Iterable[str]) -> None:
+    """Refuse two class names that would log under one per-class name (`a/b` and `a_b`)."""
+    seen: dict[str, str] = {}
+    for name in class_names:
+        logged = per_class_metric("test", "f1", name)
+        if logged in seen:
+            raise ConfigError(
+                f"the classes {seen[logged]!r} and {name!r} would log under one name, {logged} "
+                "(a / in a class name is logged as _): rename one of them"
+            )
+        seen[logged] = name
 
 
 def default_monitor(task: str | None) -> str:

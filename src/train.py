@@ -125,7 +125,11 @@ def _fit_and_test(
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    callbacks.append(RunConfigCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
+
+    def record(config: dict) -> None:  # the HPARAMS record, with what a finder (tune=) applied
+        session.record_hyperparameters(flat_hyperparameters(config))
+
+    callbacks.append(RunConfigCheckpoint(OmegaConf.to_container(cfg, resolve=True), record))
     if cfg.get("tune"):  # a finder run before training (configs/tune/)
         callbacks.append(hydra.utils.instantiate(cfg.tune))
     plugins = trainer_plugins(cfg.trainer)  # with atomic checkpoint saving

@@ -47,6 +47,7 @@ def write_run(
         lr = next(float(o.split("=")[1]) for o in overrides if o.startswith("optimizer.lr="))
         hparams = {"optimized_metric": "val/acc_best", "monitor": "val/acc", "optimizer.lr": lr}
         session.start({**hparams, "trainer.max_epochs": 3, "data.batch_size": 64})
+        session.record_hyperparameters()  # as training starts
         with SummaryWriter(str(run / "tensorboard")) as writer:
             for epoch, acc in enumerate(val_acc):
                 scalars = {

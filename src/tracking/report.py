@@ -1,9 +1,9 @@
 """The comparison table of the runs under a folder, and its CSV (the plot: src/tracking/figures.py).
 
 scripts/compare_runs.py is its command line. Each run's hyperparameters come from
-.hydra/overrides.yaml and its TensorBoard HPARAMS record, its metrics from its TensorBoard scalars,
-and how it ended from its `run/status` text, so crashed, failed and pruned runs show as such
-instead of being left out. Grouped (--group-by), runs that differ only in the given keys (the
+.hydra/overrides.yaml and its TensorBoard HPARAMS record (where the values a finder applied win
+over the overrides), its metrics from its TensorBoard scalars, and how it ended from its
+`run/status` text, so crashed, failed and pruned runs show as such instead of being left out. Grouped (--group-by), runs that differ only in the given keys (the
 folds of a cross-validation, the seeds of a repeated run) make one row of each metric's mean,
 standard deviation and count.
 """
@@ -22,7 +22,7 @@ from rich.text import Text
 
 from src.cli.errors import ConfigError
 from src.tracking.files import write_atomically
-from src.tracking.hparams import is_hyperparameter
+from src.tracking.hparams import APPLIED, is_hyperparameter
 from src.tracking.metrics import BEST, DEFAULT_MONITOR, metric_mode
 from src.tracking.run_records import RunSummary, find_runs, natural_key, read_run
 
@@ -41,16 +41,27 @@ RUNS_SEPARATOR = "; "
 PLUS_MINUS = " ± "
 
 
+def applied_keys(run: RunSummary) -> list[str]:
+    """The keys whose values a finder applied before training (tune=lr: optimizer.lr)."""
+    prefix = f"{APPLIED}."
+    return [key.removeprefix(prefix) for key in run.hparams if key.startswith(prefix)]
+
+
 def hyperparameter_value(run: RunSummary, key: str) -> str:
-    """The run's override for key, else its logged hyperparameter, else ""."""
+    """The value a finder applied for key, else the run's override, else its logged
+    hyperparameter, else ""."""
+    if f"{APPLIED}.{key}" in run.hparams:
+        return str(run.hparams[f"{APPLIED}.{key}"])
     if key in run.overrides:
         return run.overrides[key]
     return str(run.hparams[key]) if key in run.hparams else ""
 
 
 def hyperparameter_columns(runs: list[RunSummary]) -> list[str]:
-    """Overridden keys that describe the model or training and differ between the runs."""
-    keys = dict.fromkeys(key for run in runs for key in run.overrides if is_hyperparameter(key))
+    """Overridden or tuned keys that describe the model or training and differ between the
+    runs."""
+    overridden = [key for run in runs for key in run.overrides if is_hyperparameter(key)]
+    keys = dict.fromkeys(overridden + [key for run in runs for key in applied_keys(run)])
     values = {key: {hyperparameter_value(run, key) for run in runs} for key in keys}
     return [key for key in keys if len(runs) == 1 or len(values[key]) > 1]
 

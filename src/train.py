@@ -11,6 +11,7 @@ import hydra
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use)
@@ -30,6 +31,7 @@ from src.tracking.confusion_matrix import report_confusion_matrix
 from src.tracking.hparams import flat_hyperparameters
 from src.tracking.metrics import BEST, check_metrics_are_logged, metric_value
 from src.tracking.per_class import report_per_class
+from src.tracking.provenance import record_provenance
 from src.tracking.run_status import TensorBoardSession, how_fit_ended, tensorboard_dir
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,9 @@ def _fit_and_test(
     def record(config: dict) -> None:  # the HPARAMS record, with what a finder (tune=) applied
         session.record_hyperparameters(flat_hyperparameters(config))
 
-    callbacks.append(RunConfigCheckpoint(OmegaConf.to_container(cfg, resolve=True), record))
+    provenance = rank_zero_only(record_provenance)(Path(cfg.paths.output_dir))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    callbacks.append(RunConfigCheckpoint(config, record, provenance))
     if cfg.get("tune"):  # a finder run before training (configs/tune/)
         callbacks.append(hydra.utils.instantiate(cfg.tune))
     plugins = trainer_plugins(cfg.trainer)  # with atomic checkpoint saving

@@ -1,4 +1,5 @@
-"""Store the composed run config in every checkpoint, so eval and predict need nothing else."""
+"""Store the composed run config in every checkpoint, so eval and predict need nothing else, and
+the provenance of the code that trained it."""
 
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -7,19 +8,22 @@ import lightning as L
 
 from src.models.checkpoint import RUN_CONFIG_KEY
 from src.tracking.hparams import APPLIED
+from src.tracking.provenance import PROVENANCE_KEY
 
 
 class RunConfigCheckpoint(L.Callback):
     """Put `config` (plain, resolved values) into each checkpoint under `run_config`, with the
-    values a finder applied before training (`apply`); `on_train_start` receives the config as
-    training starts, once they are in."""
+    values a finder applied before training (`apply`), and `provenance` under `provenance`;
+    `on_train_start` receives the config as training starts, once the applied values are in."""
 
     def __init__(
         self,
         config: Mapping[str, Any],
         on_train_start: Callable[[dict[str, Any]], None] | None = None,
+        provenance: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = dict(config)
+        self.provenance = dict(provenance or {})
         self.settled = on_train_start
 
     def apply(self, values: Mapping[str, Any]) -> None:
@@ -42,6 +46,7 @@ class RunConfigCheckpoint(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint[RUN_CONFIG_KEY] = self.config
+        checkpoint[PROVENANCE_KEY] = self.provenance
 
 
 def record_applied(trainer: L.Trainer, values: Mapping[str, Any]) -> None:

@@ -131,15 +131,16 @@ def _fit_and_test(
     def record(config: dict) -> None:  # the HPARAMS record, with what a finder (tune=) applied
         session.record_hyperparameters(flat_hyperparameters(config))
 
-    provenance = rank_zero_only(record_provenance)(Path(cfg.paths.output_dir))
-    config = OmegaConf.to_container(cfg, resolve=True)
-    callbacks.append(RunConfigCheckpoint(config, record, provenance))
+    run_config = RunConfigCheckpoint(OmegaConf.to_container(cfg, resolve=True), record)
+    callbacks.append(run_config)
     if cfg.get("tune"):  # a finder run before training (configs/tune/)
         callbacks.append(hydra.utils.instantiate(cfg.tune))
     plugins = trainer_plugins(cfg.trainer)  # with atomic checkpoint saving
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins
     )
+    # the settings are good: from here on the run writes its records
+    run_config.provenance = rank_zero_only(record_provenance)(Path(cfg.paths.output_dir)) or {}
     session.start(flat_hyperparameters(cfg))
 
     metrics: dict[str, float] = {}

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from PIL import Image
 
 from scripts.compare_runs import main as compare_runs
 from src import PROJECT_ROOT
+from src.cli.errors import ConfigError
 from src.eval import evaluate
 from src.predict import predict
 from src.tracking.provenance import PACKAGES, collect_provenance, record_provenance
@@ -54,6 +56,12 @@ def test_a_run_records_the_commit_the_tree_and_the_versions(run: Path):
     for name in ("last.ckpt", "best.ckpt"):
         checkpoint = torch.load(run / "checkpoints" / name, weights_only=True)
         assert checkpoint["provenance"] == recorded, name
+
+
+def test_a_refused_run_records_nothing(tmp_path: Path):
+    with pytest.raises((ConfigError, InstantiationException), match="tune.mode"):
+        train(compose_config("train.yaml", tmp_path, [*TINY, "tune=batch_size", "tune.mode=x"]))
+    assert not (tmp_path / "provenance.json").exists()
 
 
 def test_eval_and_predict_record_it_in_their_run_folders(run: Path, tmp_path: Path):
@@ -116,3 +124,6 @@ def test_a_dirty_tree_saves_its_diff_and_lists_untracked_files(tmp_path: Path):
     (repo / "notes.txt").unlink()
     git(repo, "apply", str(tmp_path / "dirty" / "git_diff.patch"))  # the patch restores it
     assert (repo / "model.py").read_text() == "lr = 0.2\n"
+    git(repo, "checkout", "-q", "model.py")  # the folder recorded again from a clean tree
+    assert record_provenance(tmp_path / "dirty", folder=repo)["dirty"] is False
+    assert not (tmp_path / "dirty" / "git_diff.patch").exists()

@@ -13,18 +13,18 @@ from src.tracking.provenance import PROVENANCE_KEY
 
 class RunConfigCheckpoint(L.Callback):
     """Put `config` (plain, resolved values) into each checkpoint under `run_config`, with the
-    values a finder applied before training (`apply`), and `provenance` under `provenance`;
-    `on_train_start` receives the config as training starts, once the applied values are in."""
+    values a finder applied before training (`apply`), and `provenance` (the code that ran, set
+    as the run starts) under `provenance`; `on_train_start` receives the config as training
+    starts, once the applied values are in."""
 
     def __init__(
         self,
         config: Mapping[str, Any],
         on_train_start: Callable[[dict[str, Any]], None] | None = None,
-        provenance: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = dict(config)
-        self.provenance = dict(provenance or {})
         self.settled = on_train_start
+        self.provenance: dict[str, Any] = {}
 
     def apply(self, values: Mapping[str, Any]) -> None:
         """Set each dotted key (`optimizer.lr`) to the value applied, and note it under

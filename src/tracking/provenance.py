@@ -26,15 +26,11 @@ PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "torchmetrics", "
 
 def _git(folder: Path, *args: str) -> str | None:
     """git's output in folder, or None where git is missing or fails (not a checkout)."""
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # no index lock in a tree being worked in
     try:
         result = subprocess.run(
-            ["git", *args],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},  # never take the index lock of a
-        )  # tree someone is working in
+            ["git", *args], cwd=folder, capture_output=True, text=True, timeout=60, env=env
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout if result.returncode == 0 else None
@@ -71,6 +67,8 @@ def record_provenance(run_dir: Path, folder: Path = PROJECT_ROOT) -> dict[str, A
     write_atomically(run_dir / PROVENANCE_FILE, lambda path: path.write_text(text))
     if diff:
         write_atomically(run_dir / DIFF_FILE, lambda path: path.write_text(diff))
+    else:  # a run continued in its folder (resume=auto) from a clean tree
+        (run_dir / DIFF_FILE).unlink(missing_ok=True)
     return info
 
 
@@ -80,6 +78,8 @@ def read_provenance(run_dir: Path) -> dict[str, Any]:
     try:
         info = json.loads((run_dir / PROVENANCE_FILE).read_text())
     except (OSError, ValueError):
+        return {}
+    if not isinstance(info, dict):
         return {}
     packages = info.pop("packages", None) or {}
     info.pop("untracked", None)

@@ -248,7 +248,10 @@ def tabulate_groups(
             "n": len(group),
             "status": _status(group),
             **{k: ",".join(dict.fromkeys(hyperparameter_value(r, k) for r in group)) for k in keys},
-            **{k: ",".join(dict.fromkeys(column_value(r, k) for r in group)) for k in columns},
+            **{
+                k: ",".join(dict.fromkeys(v for r in group if (v := column_value(r, k))))
+                for k in columns
+            },
             **{key: hyperparameter_value(group[0], key) for key in hyperparameters},
         }
         for name, measure in measures.items():

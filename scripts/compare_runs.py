@@ -5,7 +5,9 @@
     python scripts/compare_runs.py logs/train/multiruns/<timestamp> --group-by data.fold
 
 With --group-by KEY[,KEY], runs that differ only in those keys (the folds of a cross-validation,
-the seeds of a repeated run) are one row: each metric's mean ± std over them, and n.
+the seeds of a repeated run) are one row: each metric's mean ± std over them, and n. With
+--columns KEY[,KEY], the table also shows what each run recorded for those keys: `commit`, `dirty`,
+`python`, a library (`torch`), or any hyperparameter (`data.batch_size`).
 
 The report's logic is src/tracking/report.py; this is its command line.
 """
@@ -20,6 +22,7 @@ from src.cli.errors import ConfigError
 from src.tracking.figures import plot_curves, plot_group_curves
 from src.tracking.metrics import metric_mode
 from src.tracking.report import (
+    check_columns,
     check_group_keys,
     choose_metric,
     choose_monitor,
@@ -47,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         help="one row per group of runs that differ only in these override keys (e.g. "
         "data.fold or seed): each metric's mean ± std and n",
     )
+    parser.add_argument(
+        "--columns",
+        metavar="KEY[,KEY]",
+        help="also show these: commit, dirty, python, a library (torch, lightning, ...) or any "
+        "hyperparameter (data.batch_size)",
+    )
     args = parser.parse_args(argv)
     path, out = args.path, args.out or args.path
     keys = [k.strip().lstrip("+") for k in (args.group_by or "").split(",") if k.strip()]
@@ -61,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no runs under {path} ({looked})", file=sys.stderr)
         return 2
     runs = [read_run(run_dir, path) for run_dir in run_dirs]
+    columns = [k.strip().lstrip("+") for k in (args.columns or "").split(",") if k.strip()]
     try:
         check_group_keys(runs, keys)
+        check_columns(runs, columns)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -71,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         mode = args.mode or metric_mode(metric)
         groups = sort_groups(group_runs(runs, keys), metric, mode) if keys else []
         runs = sort_runs(runs, metric, mode)
-        columns, rows = tabulate_groups(groups, metric, keys) if keys else tabulate(runs, metric)
+        if keys:
+            columns, rows = tabulate_groups(groups, metric, keys, columns)
+        else:
+            columns, rows = tabulate(runs, metric, columns)
     except ConfigError as error:
         print(f"error: {error}, or pass --mode max|min", file=sys.stderr)
         return 2

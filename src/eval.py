@@ -11,6 +11,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use)
@@ -20,6 +21,7 @@ from src.cli.one_line_errors import hydra_errors_on_one_line, report_user_errors
 from src.models.checkpoint import RUN_CONFIG_KEY, classifier_from_checkpoint, read_checkpoint
 from src.tracking.confusion_matrix import report_confusion_matrix
 from src.tracking.per_class import report_per_class
+from src.tracking.provenance import record_provenance
 from src.tracking.run_status import tensorboard_dir
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         tensorboard_dir(trainer.loggers),
         trainer.global_step,
     )
+    rank_zero_only(record_provenance)(Path(cfg.paths.output_dir))
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 

@@ -28,6 +28,7 @@ from src.data.predict_inputs import ImagePathDataset, find_images
 from src.data.transforms import eval_transform_of
 from src.models.checkpoint import RUN_CONFIG_KEY, classifier_from_checkpoint, read_checkpoint
 from src.tracking.files import write_atomically
+from src.tracking.provenance import record_provenance
 
 log = logging.getLogger(__name__)
 FORMATS = ("csv", "json")
@@ -148,6 +149,7 @@ def predict(cfg: DictConfig) -> Path:
         images, gathered.probs, hp.class_names, hp.task, min(cfg.top_k, hp.num_classes), threshold
     )
     write_records(records, path)
+    record_provenance(Path(cfg.paths.output_dir))
     log.info(f"Wrote {len(records)} predictions to {path}")
     return path
 

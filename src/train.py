@@ -11,6 +11,7 @@ import hydra
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use)
@@ -30,6 +31,7 @@ from src.tracking.confusion_matrix import report_confusion_matrix
 from src.tracking.hparams import flat_hyperparameters
 from src.tracking.metrics import BEST, check_metrics_are_logged, metric_value
 from src.tracking.per_class import report_per_class
+from src.tracking.provenance import record_provenance
 from src.tracking.run_status import TensorBoardSession, how_fit_ended, tensorboard_dir
 from src.tracking.saved_config import record_in_saved_config
 
@@ -131,13 +133,20 @@ def _fit_and_test(
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    callbacks.append(RunConfigCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
+
+    def record(config: dict) -> None:  # the HPARAMS record, with what a finder (tune=) applied
+        session.record_hyperparameters(flat_hyperparameters(config))
+
+    run_config = RunConfigCheckpoint(OmegaConf.to_container(cfg, resolve=True), record)
+    callbacks.append(run_config)
     if cfg.get("tune"):  # a finder run before training (configs/tune/)
         callbacks.append(hydra.utils.instantiate(cfg.tune))
     plugins = trainer_plugins(cfg.trainer)  # with atomic checkpoint saving
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins
     )
+    # the settings are good: from here on the run writes its records
+    run_config.provenance = rank_zero_only(record_provenance)(Path(cfg.paths.output_dir)) or {}
     session.start(flat_hyperparameters(cfg))
 
     metrics: dict[str, float] = {}

@@ -1,6 +1,7 @@
 """scripts/compare_runs.py: a table, CSV and plot of the runs under a folder, ended or not."""
 
 import csv
+import json
 import socket
 import subprocess
 import sys
@@ -47,6 +48,7 @@ def write_run(
         lr = next(float(o.split("=")[1]) for o in overrides if o.startswith("optimizer.lr="))
         hparams = {"optimized_metric": "val/acc_best", "monitor": "val/acc", "optimizer.lr": lr}
         session.start({**hparams, "trainer.max_epochs": 3, "data.batch_size": 64})
+        session.record_hyperparameters()  # as training starts
         with SummaryWriter(str(run / "tensorboard")) as writer:
             for epoch, acc in enumerate(val_acc):
                 scalars = {
@@ -239,6 +241,21 @@ def test_group_by_gives_a_row_per_group_with_mean_std_and_n(repeats: Path) -> No
     assert failed["note"] == "lr0.01_seed4: RuntimeError: out of memory"
     assert failed["runs"].split("; ") == [f"lr0.01_seed{seed}" for seed in (1, 2, 3, 4)]
     assert (rows[1]["n"], rows[1]["status"], rows[1]["seed"]) == (3, "finished", "1,2,3")
+
+
+def test_columns_show_what_runs_recorded_per_run_and_per_group(repeats: Path) -> None:
+    commits = {"lr0.001_seed1": "abc", "lr0.001_seed2": "def"}
+    for name, commit in commits.items():
+        (repeats / name / "provenance.json").write_text(json.dumps({"commit": commit}))
+    columns, rows = compare(repeats, columns=["commit", "data.batch_size"])
+    assert columns[2:4] == ["commit", "data.batch_size"]
+    assert {row["run"]: row["commit"] for row in rows if row["commit"]} == commits
+    assert {row["data.batch_size"] for row in rows if row["status"] == "finished"} == {"64"}
+    columns, rows = compare(repeats, group_by=["seed"], columns=["commit"])
+    assert columns[3:5] == ["seed", "commit"]
+    assert rows[1]["commit"] == "abc,def"  # lr=0.001: seed 3 recorded none
+    for name in commits:
+        (repeats / name / "provenance.json").unlink()
 
 
 def test_group_by_sorts_groups_by_metric_and_mode(repeats: Path) -> None:

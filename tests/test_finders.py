@@ -10,13 +10,16 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.strategies import DDPStrategy
+from omegaconf import OmegaConf
 
 from src.callbacks.finders import BatchSizeFinder, LearningRateFinder, record_learning_rate
+from src.callbacks.run_config import RunConfigCheckpoint
 from src.cli.errors import ConfigError
 from src.models.checkpoint import read_checkpoint
+from src.tracking.report import compare
 from src.train import train
 from tests.conftest import LEAN, compose_config
-from tests.helpers import tensorboard_events, tensorboard_scalars
+from tests.helpers import session_hparams, tensorboard_events, tensorboard_scalars
 
 QUICK = [
     *LEAN,
@@ -80,6 +83,16 @@ def test_the_lr_finder_trains_with_its_suggestion_and_saves_its_plot(lr_run: Pat
     assert figure.encoded_image_string.startswith(PNG)
 
 
+def test_the_records_of_a_run_show_the_lr_it_trained_with(lr_run: Path):
+    lr = suggestion(lr_run)
+    checkpoint = torch.load(lr_run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["run_config"]["optimizer"]["lr"] == lr != 0.001
+    assert checkpoint["hyper_parameters"]["optimizer"]["lr"] == lr
+    assert session_hparams(lr_run)["optimizer.lr"] == lr  # TensorBoard's HPARAMS
+    columns, (row,) = compare(lr_run)
+    assert "optimizer.lr" in columns and row["optimizer.lr"] == str(lr)
+
+
 def test_a_run_with_the_lr_search_trains_exactly_as_one_given_its_lr(lr_run: Path, tmp_path):
     # the search restores the weights, optimizer and every random draw: the rest of the run is
     # the run that was configured with the suggested lr from the start
@@ -110,6 +123,9 @@ def test_apply_false_reports_the_suggestion_and_keeps_the_configured_lr(tmp_path
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == 0.001
     assert checkpoint["hyper_parameters"]["optimizer"]["lr"] == 0.001
+    assert checkpoint["run_config"]["optimizer"]["lr"] == 0.001
+    assert session_hparams(tmp_path)["optimizer.lr"] == 0.001
+    assert "optimizer.lr" not in compare(tmp_path)[0]  # not tuned, not overridden
     lr = suggestion(tmp_path)
     assert f"suggested lr {lr:.4g}, not applied (tune.apply=false)" in caplog.text
     assert (tmp_path / "lr_finder.png").read_bytes().startswith(PNG)
@@ -120,8 +136,10 @@ def test_a_one_cycle_max_lr_read_from_the_old_lr_follows_the_new_one(tmp_path):
     model = hydra.utils.instantiate(
         cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler, _recursive_=False
     )
-    record_learning_rate(model, 0.02)
+    run_config = RunConfigCheckpoint(OmegaConf.to_container(cfg, resolve=True))
+    record_learning_rate(SimpleNamespace(callbacks=[run_config]), model, 0.02)
     assert model.hparams.optimizer["lr"] == model.hparams.scheduler["max_lr"] == 0.02
+    assert run_config.config["optimizer"]["lr"] == run_config.config["scheduler"]["max_lr"] == 0.02
     scheduler = model.configure_optimizers()["lr_scheduler"]["scheduler"]
     assert scheduler.optimizer.param_groups[0]["max_lr"] == 0.02
 
@@ -144,6 +162,11 @@ def test_the_batch_size_finder_trains_and_tests_with_the_size_it_found(tmp_path,
     assert BatchSpy.last.test == [8]
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert read_checkpoint(last)["callbacks"]["BatchSizeFinder"] == {"batch_size": 8}
+    # what the run records is the size it trained with
+    assert torch.load(last, weights_only=True)["run_config"]["data"]["batch_size"] == 8
+    assert session_hparams(tmp_path)["data.batch_size"] == 8
+    columns, (row,) = compare(tmp_path)
+    assert "data.batch_size" in columns and row["data.batch_size"] == "8"
 
     # a resume trains on with the size found, without searching again
     caplog.set_level(logging.INFO, logger="src.callbacks.finders")

@@ -15,6 +15,7 @@ from lightning.pytorch.strategies import ParallelStrategy
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.seed import isolate_rng
 
+from src.callbacks.run_config import record_applied
 from src.callbacks.tensorboard import tensorboard_writer
 from src.cli.errors import ConfigError
 from src.tracking.figures import save_figure  # also: matplotlib's file-only backend
@@ -57,21 +58,25 @@ def without_trace(trainer: L.Trainer) -> Iterator[None]:
     trainer.ckpt_path = None  # searches run on fresh runs only, never on a resume
 
 
-def record_learning_rate(model: L.LightningModule, lr: float) -> None:
-    """Put `lr` into the model's optimizer config (checkpoints record it) and into scheduler
-    settings that held the old lr (one-cycle's max_lr, read from optimizer.lr)."""
+def record_learning_rate(trainer: L.Trainer, model: L.LightningModule, lr: float) -> None:
+    """Put `lr` into the model's optimizer config and the run config (checkpoints and the
+    HPARAMS record hold them), and into scheduler settings that held the old lr (one-cycle's
+    max_lr, read from optimizer.lr)."""
     optimizer, scheduler = model.hparams.optimizer, model.hparams.get("scheduler") or {}
     old = optimizer.get("lr")
     optimizer["lr"] = lr
+    applied = {"optimizer.lr": lr}
     for key, value in scheduler.items():
         if "lr" in key and old is not None and value == old:
             scheduler[key] = lr
+            applied[f"scheduler.{key}"] = lr
+    record_applied(trainer, applied)
 
 
 def apply_learning_rate(trainer: L.Trainer, model: L.LightningModule, lr: float) -> None:
     """Make `lr` the run's learning rate: recorded in the model's settings, and in a newly built
     optimizer and scheduler (as fresh as the ones the search started from)."""
-    record_learning_rate(model, lr)
+    record_learning_rate(trainer, model, lr)
     trainer.strategy.setup_optimizers(trainer)
 
 
@@ -119,7 +124,7 @@ class LearningRateFinder(LightningLearningRateFinder):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.ckpt_path:
             if self.suggestion is not None and self.apply:  # the checkpoint's search
-                record_learning_rate(pl_module, self.suggestion)
+                record_learning_rate(trainer, pl_module, self.suggestion)
             log.info("Learning-rate finder skipped: a resumed run keeps its optimizer's lr")
             return
         with without_trace(trainer):
@@ -200,6 +205,7 @@ class BatchSizeFinder(LightningBatchSizeFinder):
         if trainer.ckpt_path:
             if self.found is not None:  # the batch size the interrupted run trained with
                 datamodule.batch_size = self.found
+                record_applied(trainer, {"data.batch_size": self.found})
             log.info(f"Batch-size finder skipped on resume: batch size {datamodule.batch_size}")
             return
         with without_trace(trainer):
@@ -207,6 +213,7 @@ class BatchSizeFinder(LightningBatchSizeFinder):
         if self.optimal_batch_size is None:  # fast_dev_run: Lightning skips the search
             return
         self.found = datamodule.batch_size
+        record_applied(trainer, {"data.batch_size": self.found})
         log.info(f"Batch-size finder: training with batch size {self.found}")
 
     # only before training: testing and predicting keep the batch size training found

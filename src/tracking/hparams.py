@@ -29,6 +29,9 @@ NOT_HYPERPARAMETERS = (
 )
 
 HParamValue = str | int | float | bool
+# Where the run config notes the values a finder applied before training (tune=lr: optimizer.lr),
+# by their config key: the comparison report shows them as it shows overrides.
+APPLIED = "tune.applied"
 
 
 def is_hyperparameter(key: str) -> bool:
@@ -67,9 +70,9 @@ def _flatten(node: Any, prefix: str, into: dict[str, HParamValue]) -> None:
         into[key] = _short(node)
 
 
-def flat_hyperparameters(cfg: DictConfig) -> dict[str, HParamValue]:
+def flat_hyperparameters(cfg: DictConfig | Mapping[str, Any]) -> dict[str, HParamValue]:
     """Every resolved config value that shapes a run, keyed by its dotted path."""
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
     flat: dict[str, HParamValue] = {}
     for key, value in container.items():
         _flatten(value, f"{key}.", flat)

@@ -1,11 +1,12 @@
 """The comparison table of the runs under a folder, and its CSV (the plot: src/tracking/figures.py).
 
 scripts/compare_runs.py is its command line. Each run's hyperparameters come from
-.hydra/overrides.yaml and its TensorBoard HPARAMS record, its metrics from its TensorBoard scalars,
-and how it ended from its `run/status` text, so crashed, failed and pruned runs show as such
-instead of being left out. Grouped (--group-by), runs that differ only in the given keys (the
-folds of a cross-validation, the seeds of a repeated run) make one row of each metric's mean,
-standard deviation and count.
+.hydra/overrides.yaml and its TensorBoard HPARAMS record (where the values a finder applied win
+over the overrides), its metrics from its TensorBoard scalars, and how it ended from its
+`run/status` text, so crashed, failed and pruned runs show as such instead of being left out;
+--columns adds what else they recorded (the commit of provenance.json). Grouped (--group-by), runs
+that differ only in the given keys (the folds of a cross-validation, the seeds of a repeated run)
+make one row of each metric's mean, standard deviation and count.
 """
 
 import csv
@@ -22,7 +23,7 @@ from rich.text import Text
 
 from src.cli.errors import ConfigError
 from src.tracking.files import write_atomically
-from src.tracking.hparams import is_hyperparameter
+from src.tracking.hparams import APPLIED, is_hyperparameter
 from src.tracking.metrics import BEST, DEFAULT_MONITOR, metric_mode
 from src.tracking.run_records import RunSummary, find_runs, natural_key, read_run
 
@@ -41,16 +42,48 @@ RUNS_SEPARATOR = "; "
 PLUS_MINUS = " ± "
 
 
+def applied_keys(run: RunSummary) -> list[str]:
+    """The keys whose values a finder applied before training (tune=lr: optimizer.lr)."""
+    prefix = f"{APPLIED}."
+    return [key.removeprefix(prefix) for key in run.hparams if key.startswith(prefix)]
+
+
 def hyperparameter_value(run: RunSummary, key: str) -> str:
-    """The run's override for key, else its logged hyperparameter, else ""."""
+    """The value a finder applied for key, else the run's override, else its logged
+    hyperparameter, else ""."""
+    if f"{APPLIED}.{key}" in run.hparams:
+        return str(run.hparams[f"{APPLIED}.{key}"])
     if key in run.overrides:
         return run.overrides[key]
     return str(run.hparams[key]) if key in run.hparams else ""
 
 
+def column_value(run: RunSummary, key: str) -> str:
+    """A column asked for with --columns: the run's provenance (commit, torch, ...), else a
+    hyperparameter."""
+    if key in run.provenance:
+        return "" if run.provenance[key] is None else str(run.provenance[key])
+    return hyperparameter_value(run, key)
+
+
+def check_columns(runs: list[RunSummary], keys: list[str]) -> None:
+    """Refuse a --columns key that no run records as provenance or a hyperparameter."""
+    recorded = list(dict.fromkeys(key for run in runs for key in run.provenance))
+    logged = sorted({key for run in runs for key in [*run.overrides, *run.hparams]})
+    for key in keys:
+        if key not in recorded and key not in logged:
+            close = get_close_matches(key, recorded + logged, n=1)
+            hint = (
+                f"did you mean {close[0]}?" if close else f"the runs record {', '.join(recorded)}"
+            )
+            raise ConfigError(f"--columns {key}: no run records it: {hint}")
+
+
 def hyperparameter_columns(runs: list[RunSummary]) -> list[str]:
-    """Overridden keys that describe the model or training and differ between the runs."""
-    keys = dict.fromkeys(key for run in runs for key in run.overrides if is_hyperparameter(key))
+    """Overridden or tuned keys that describe the model or training and differ between the
+    runs."""
+    overridden = [key for run in runs for key in run.overrides if is_hyperparameter(key)]
+    keys = dict.fromkeys(overridden + [key for run in runs for key in applied_keys(run)])
     values = {key: {hyperparameter_value(run, key) for run in runs} for key in keys}
     return [key for key in keys if len(runs) == 1 or len(values[key]) > 1]
 
@@ -118,21 +151,26 @@ def run_measures(runs: list[RunSummary], metric: str) -> dict[str, Callable[[Run
     return measures
 
 
-def tabulate(runs: list[RunSummary], metric: str) -> tuple[list[str], list[dict[str, Cell]]]:
-    """Column names and one row per run, in the order given: hyperparameters, then metrics."""
+def tabulate(
+    runs: list[RunSummary], metric: str, columns: list[str] | None = None
+) -> tuple[list[str], list[dict[str, Cell]]]:
+    """Column names and one row per run, in the order given: the columns asked for,
+    hyperparameters, then metrics."""
     measures = run_measures(runs, metric)
-    hyperparameters = hyperparameter_columns(runs)
+    columns = columns or []
+    hyperparameters = [key for key in hyperparameter_columns(runs) if key not in columns]
     rows = [
         {
             "run": run.name,
             "status": run.status,
+            **{key: column_value(run, key) for key in columns},
             **{key: hyperparameter_value(run, key) for key in hyperparameters},
             **{name: measure(run) for name, measure in measures.items()},
             "note": run.reason,
         }
         for run in runs
     ]
-    return ["run", "status", *hyperparameters, *measures, "note"], rows
+    return ["run", "status", *columns, *hyperparameters, *measures, "note"], rows
 
 
 def check_group_keys(runs: list[RunSummary], keys: list[str]) -> None:
@@ -193,12 +231,15 @@ def _status(group: list[RunSummary]) -> str:
 
 
 def tabulate_groups(
-    groups: list[list[RunSummary]], metric: str, keys: list[str]
+    groups: list[list[RunSummary]], metric: str, keys: list[str], columns: list[str] | None = None
 ) -> tuple[list[str], list[dict[str, Cell]]]:
-    """Column names and one row per group: its runs, the values of `keys` they cover, the
-    hyperparameters, then each metric's mean, std and n (the runs that logged it)."""
+    """Column names and one row per group: its runs, the values of `keys` and of the columns
+    asked for they cover, the hyperparameters, then each metric's mean, std and n (the runs
+    that logged it)."""
     measures = run_measures([run for group in groups for run in group], metric)
-    hyperparameters = [k for k in hyperparameter_columns([g[0] for g in groups]) if k not in keys]
+    columns = [key for key in columns or [] if key not in keys]
+    shown = [*keys, *columns]
+    hyperparameters = [k for k in hyperparameter_columns([g[0] for g in groups]) if k not in shown]
     stats = [f"{name} {stat}" for name in measures for stat in STATS]
     rows = []
     for group in groups:
@@ -207,6 +248,10 @@ def tabulate_groups(
             "n": len(group),
             "status": _status(group),
             **{k: ",".join(dict.fromkeys(hyperparameter_value(r, k) for r in group)) for k in keys},
+            **{
+                k: ",".join(dict.fromkeys(v for r in group if (v := column_value(r, k))))
+                for k in columns
+            },
             **{key: hyperparameter_value(group[0], key) for key in hyperparameters},
         }
         for name, measure in measures.items():
@@ -214,7 +259,7 @@ def tabulate_groups(
             row |= {f"{name} {stat}": value for stat, value in zip(STATS, summary, strict=True)}
         row["note"] = "; ".join(f"{r.name}: {r.reason}" for r in group if r.status != "finished")
         rows.append(row)
-    return ["runs", "n", "status", *keys, *hyperparameters, *stats, "note"], rows
+    return ["runs", "n", "status", *shown, *hyperparameters, *stats, "note"], rows
 
 
 def compare(
@@ -222,17 +267,20 @@ def compare(
     metric: str | None = None,
     mode: str | None = None,
     group_by: list[str] | None = None,
+    columns: list[str] | None = None,
 ) -> tuple[list[str], list[dict[str, Cell]]]:
     """The comparison table of the runs under path: column names and rows, best run first; with
-    group_by, one row per group of runs that differ only in those keys, best mean first."""
+    group_by, one row per group of runs that differ only in those keys, best mean first;
+    `columns` (commit, torch, a hyperparameter) shown as well."""
     runs = [read_run(run_dir, path) for run_dir in find_runs(path)]
+    check_columns(runs, columns or [])
     metric = choose_metric(runs, metric)
     mode = mode or metric_mode(metric)
     if not group_by:
-        return tabulate(sort_runs(runs, metric, mode), metric)
+        return tabulate(sort_runs(runs, metric, mode), metric, columns)
     check_group_keys(runs, group_by)
     groups = sort_groups(group_runs(runs, group_by), metric, mode)
-    return tabulate_groups(groups, metric, group_by)
+    return tabulate_groups(groups, metric, group_by, columns)
 
 
 def write_csv(columns: list[str], rows: list[dict[str, Cell]], path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Read a run folder back: its overrides, TensorBoard hyperparameters, scalars and status.
+"""Read a run folder back: its overrides, TensorBoard hyperparameters, scalars, status and
+provenance.
 
 Light on purpose (no Lightning import), so reports over many runs start at once.
 """
@@ -15,6 +16,8 @@ from google.protobuf.struct_pb2 import Value
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+from src.tracking.provenance import read_provenance
 
 # The text tag src/tracking/run_status.py writes: running, finished, pruned or failed.
 STATUS_TAG = "run/status"
@@ -36,6 +39,8 @@ class RunSummary:
     overrides: dict[str, str] = field(default_factory=dict)
     hparams: dict[str, HParam] = field(default_factory=dict)
     scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    # the commit, dirty, python and library versions of src/tracking/provenance.py
+    provenance: dict[str, HParam | None] = field(default_factory=dict)
 
     def values(self, tag: str) -> list[float]:
         """The values logged for a tag, oldest first."""
@@ -167,4 +172,5 @@ def read_run(run_dir: Path, root: Path | None = None) -> RunSummary:
         hparams=hparams,
         # In the order they were written, also across several event folders.
         scalars={tag: [(s, v) for _, s, v in sorted(events)] for tag, events in scalars.items()},
+        provenance=read_provenance(run_dir),
     )

@@ -79,10 +79,12 @@ class TensorBoardSession:
         self.record_refusals = record_refusals
         self.continued = self.status_file is not None and self.status_file.is_file()
         self.started = False
+        self.recorded = False  # the hyperparameters
+        self.hyperparameters: dict[str, HParamValue] = {}
         self.ended = False
 
-    def _write(self, *summaries: Summary, status: str) -> None:
-        if self.status_file is not None:
+    def _write(self, *summaries: Summary, status: str | None) -> None:
+        if self.status_file is not None and status is not None:
             # the SLURM job, which a requeued job keeps: resume=auto may continue a run last
             # seen running on another node, if it was this job's
             job = os.environ.get("SLURM_JOB_ID")
@@ -95,16 +97,26 @@ class TensorBoardSession:
         writer = SummaryWriter(str(self.log_dir))
         for summary in summaries:
             writer.file_writer.add_summary(summary)
-        writer.add_text(STATUS_TAG, status)
+        if status is not None:
+            writer.add_text(STATUS_TAG, status)
         writer.close()
 
     def start(self, hyperparameters: dict[str, HParamValue]) -> None:
-        """Record the hyperparameters and that the run is running (with its process, to tell a
-        live run from a crashed one)."""
-        _, start, _ = hparams_summaries(hyperparameters, {})
-        starts = [] if self.continued else [start]  # TensorBoard keeps the first one anyway
-        self._write(*starts, status=f"running: pid {os.getpid()} on {socket.gethostname()}")
+        """Record that the run is running (with its process, to tell a live run from a crashed
+        one). The hyperparameters are recorded by record_hyperparameters, once a finder
+        (tune=lr) has applied its values, or else as the run ends."""
+        self.hyperparameters = hyperparameters
+        self._write(status=f"running: pid {os.getpid()} on {socket.gethostname()}")
         self.started = True
+
+    def record_hyperparameters(self, hyperparameters: dict[str, HParamValue] | None = None) -> None:
+        """Record the session's hyperparameters (default: those given to start), once:
+        TensorBoard keeps a folder's first record, so a continued run keeps its own."""
+        if self.recorded or self.continued or not self.started:
+            return
+        _, start, _ = hparams_summaries(hyperparameters or self.hyperparameters, {})
+        self._write(start, status=None)
+        self.recorded = True
 
     def end(self, status: str, reason: str = "") -> None:
         """Record how the run ended: finished, pruned, failed or interrupted, with an optional
@@ -112,6 +124,7 @@ class TensorBoardSession:
         if status != INTERRUPTED and status not in SESSION_STATUS:
             raise ValueError(f"unknown end status {status!r}")
         # TensorBoard keeps the first session end: an interrupted run has none until it ends.
+        self.record_hyperparameters()  # a run that ended before training started
         ends = [] if status == INTERRUPTED else [_status_record(status)]
         self._write(*ends, status=f"{status}: {reason}" if reason else status)
         self.ended = True

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from src import PROJECT_ROOT
+from src.cli.errors import ConfigError
 from src.models.trusted_config import refuse_untrusted
 from src.train import train
 from tests.conftest import LEAN, compose_config
@@ -86,7 +87,7 @@ CRAFTED = {
         lambda c, d: c["run_config"].update(
             data={"_target_": "hydra.utils.get_method", "path": "os.makedirs"}
         ),
-        "data._target_=hydra.utils.get_method",
+        "data._target_=hydra.utils.get_method with path=os.makedirs",
     ),
     "an interpolation": (
         lambda c, d: _data(c).update(mean="${oc.env:HOME}"),
@@ -204,3 +205,13 @@ def test_every_built_in_config_passes_the_allow_list(override, tmp_path):
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for section in ("data", "model", "optimizer", "scheduler"):
         refuse_untrusted(resolved.get(section), "the built-in config", section)
+
+
+def test_hydra_look_ups_by_name_pass_for_dtypes_and_allowed_classes_only():
+    dtype = {"_target_": "hydra.utils.get_object", "path": "torch.float32"}
+    sgd = {"_target_": "hydra.utils.get_class", "_args_": ["torch.optim.SGD"]}
+    refuse_untrusted({"dtype": dtype, "optimizer": sgd}, "a file")
+    with pytest.raises(ConfigError, match=r"_target_=hydra.utils.get_method with path=os.system"):
+        refuse_untrusted(
+            [{"_target_": "hydra.utils.get_method", "_args_": ["os.system"]}], "a file"
+        )

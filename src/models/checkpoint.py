@@ -119,8 +119,10 @@ def check_run_data(checkpoint: Mapping[str, Any], source: str) -> None:
         raise _damaged(source, "data._target_", "is missing or not a class name")
     if not isinstance(data.get("eval_transforms") or [], list):
         raise _damaged(source, "data.eval_transforms", "is not a list")
-    for key in ("mean", "std"):
-        if not _three_numbers(data.get(key)):
+    for key in ("mean", "std"):  # what normalises without an eval_transforms list
+        if (key in data or data.get("eval_transforms") is None) and not _three_numbers(
+            data.get(key)
+        ):
             raise _damaged(source, f"data.{key}", "is not three numbers")
     size = data.get("image_size")
     if not (size is None or size == "auto" or (isinstance(size, int) and size > 0)):

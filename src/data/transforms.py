@@ -31,7 +31,8 @@ def image_eval_transform(size: int, mean: Sequence[float], std: Sequence[float])
 
 
 def eval_transform_of(data: Mapping[str, Any]) -> v2.Compose:
-    """The per-image evaluation transform of a data config (a run's, as its checkpoint keeps it):
+    """The per-image evaluation transform of a data config (a run's, as its checkpoint keeps it,
+    checked against the allow-list by src/models/checkpoint.py's read_checkpoint before this):
     its `eval_transforms` list (older image-folder runs); else, with an `image_size`, the image
     fitted to that square, converted and normalised by `mean` and `std`; else only the last two
     (data sets whose images all have the training size)."""

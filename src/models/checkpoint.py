@@ -1,7 +1,9 @@
 """Read checkpoints the way resuming, eval, predict and init_from need: safely, on any device,
 and with one line naming a file that is empty, cut off, foreign or not a checkpoint."""
 
+import inspect
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ import torch
 
 from src.cli.errors import ConfigError
 from src.models.classifier import ImageClassifier
+from src.models.trusted_config import refuse_untrusted
 from src.tracking.checkpoint_io import why_unreadable
 
 # Where a checkpoint keeps the composed config of its run (src/callbacks/run_config.py puts it
@@ -67,11 +70,70 @@ def check_checkpoint(checkpoint: Any, path: Path, key: str = "ckpt_path") -> dic
     return checkpoint
 
 
+def _damaged(source: str, key: str, problem: str) -> ConfigError:
+    return ConfigError(
+        f"{source} is damaged or incomplete: {key} {problem}: pass a checkpoint that "
+        f"src/train.py wrote, e.g. {EXAMPLE}"
+    )
+
+
+def _three_numbers(value: object) -> bool:
+    numbers = isinstance(value, list) and len(value) == 3
+    return numbers and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+
+
+def check_hyper_parameters(checkpoint: Mapping[str, Any], source: str) -> None:
+    """Refuse hyper_parameters that name code outside the allow-list or cannot build the
+    classifier (a key missing, unknown or of the wrong type), in one line naming the key."""
+    hparams = checkpoint.get("hyper_parameters")
+    refuse_untrusted(hparams, source, "hyper_parameters")
+    if not isinstance(hparams, Mapping):
+        raise _damaged(source, "hyper_parameters", "is not a mapping")
+    settings = inspect.signature(ImageClassifier).parameters
+    for key in hparams:
+        if key not in settings:
+            raise _damaged(source, f"hyper_parameters.{key}", "is not a setting of the classifier")
+    for key in ("net", "optimizer"):
+        if not isinstance(hparams.get(key), Mapping) or "_target_" not in hparams[key]:
+            raise _damaged(source, f"hyper_parameters.{key}", "is not a mapping with a _target_")
+    if hparams.get("scheduler") is not None and not isinstance(hparams["scheduler"], Mapping):
+        raise _damaged(source, "hyper_parameters.scheduler", "is not a mapping or null")
+    if not isinstance(hparams.get("num_classes"), int):
+        raise _damaged(source, "hyper_parameters.num_classes", "is not a whole number")
+    names = hparams.get("class_names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _damaged(source, "hyper_parameters.class_names", "is not a list of names")
+
+
+def check_run_data(checkpoint: Mapping[str, Any], source: str) -> None:
+    """Refuse a run config whose data settings name code outside the allow-list or cannot give
+    the data and its evaluation transform (a key missing or of the wrong type)."""
+    run_config = checkpoint.get(RUN_CONFIG_KEY)
+    if not isinstance(run_config, Mapping):
+        raise _damaged(source, RUN_CONFIG_KEY, "is not a mapping")
+    data = run_config.get("data")
+    refuse_untrusted(data, source, "data")
+    if not isinstance(data, Mapping):
+        raise _damaged(source, "data", "is missing from its run config or not a mapping")
+    if not isinstance(data.get("_target_"), str):
+        raise _damaged(source, "data._target_", "is missing or not a class name")
+    if not isinstance(data.get("eval_transforms") or [], list):
+        raise _damaged(source, "data.eval_transforms", "is not a list")
+    for key in ("mean", "std"):  # what normalises without an eval_transforms list
+        if (key in data or data.get("eval_transforms") is None) and not _three_numbers(
+            data.get(key)
+        ):
+            raise _damaged(source, f"data.{key}", "is not three numbers")
+    size = data.get("image_size")
+    if not (size is None or size == "auto" or (isinstance(size, int) and size > 0)):
+        raise _damaged(source, "data.image_size", "is not a positive whole number, auto or null")
+
+
 def existing_checkpoint(path: str | Path | None) -> Path:
     """The path of a checkpoint training can continue from, else a ConfigError saying why; its
     tensors are mapped, not read, so this is quick enough to run before any set-up."""
     path = existing_file(path)
-    checkpoint = check_checkpoint(load_torch_file(path, "ckpt_path", mmap=True), path)
+    checkpoint = read_checkpoint(path, mmap=True)
     if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
         raise ConfigError(
             f"ckpt_path={path} holds weights only (saved with save_weights_only=true), so "
@@ -81,14 +143,26 @@ def existing_checkpoint(path: str | Path | None) -> Path:
     return path
 
 
-def read_checkpoint(path: str | Path | None, map_location: str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with torch's safe loader, refusing files that are not one of ours."""
+def read_checkpoint(
+    path: str | Path | None, map_location: str = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """Load a checkpoint with torch's safe loader, refusing files that are not one of ours, are
+    damaged, or name code to build that is not on the allow-list (src/models/trusted_config.py).
+    mmap: map the tensors instead of reading them (a quick look)."""
     path = existing_file(path)
-    return check_checkpoint(load_torch_file(path, "ckpt_path", map_location), path)
+    checkpoint = load_torch_file(path, "ckpt_path", map_location, mmap=mmap)
+    checkpoint = check_checkpoint(checkpoint, path)
+    check_run_data(checkpoint, f"ckpt_path={path}")
+    check_hyper_parameters(checkpoint, f"ckpt_path={path}")
+    return checkpoint
 
 
-def classifier_from_checkpoint(checkpoint: dict[str, Any]) -> ImageClassifier:
-    """Rebuild the classifier from a checkpoint alone, without downloading pretrained weights."""
+def classifier_from_checkpoint(
+    checkpoint: dict[str, Any], source: str = "the checkpoint"
+) -> ImageClassifier:
+    """Rebuild the classifier from a checkpoint alone, without downloading pretrained weights;
+    its hyper_parameters are checked first (`source` names the file in the error)."""
+    check_hyper_parameters(checkpoint, source)
     hparams = dict(checkpoint["hyper_parameters"])
     net = dict(hparams["net"])
     if net.get("weights"):

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from src.cli.errors import ConfigError
 from src.models.checkpoint import load_torch_file
 from src.models.param_groups import head_prefixes, in_head
+from src.models.trusted_config import refuse_untrusted
 from src.tracking.files import write_atomically
 
 # keys under which training scripts commonly keep the weights (Lightning, torchvision's reference
@@ -72,6 +73,12 @@ def _read(path: Path) -> Any:
 def weights_of(content: Any, path: Path) -> tuple[dict[str, Tensor], Mapping[str, Any]]:
     """The tensors of a loaded file and the hyperparameters it names (empty for plain files)."""
     hparams = content.get("hyper_parameters", {}) if isinstance(content, Mapping) else {}
+    refuse_untrusted(hparams, f"model.init_from={path}", "hyper_parameters")
+    if not isinstance(hparams, Mapping):
+        raise ConfigError(
+            f"model.init_from={path} is damaged: its hyper_parameters are not a mapping: pass "
+            "another checkpoint of the run, or a file of torch.save(model.state_dict())"
+        )
     for key in WEIGHT_KEYS:
         if isinstance(content, Mapping) and isinstance(content.get(key), Mapping):
             content = content[key]

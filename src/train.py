@@ -23,7 +23,7 @@ from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero, leave_proc
 from src.cli.instantiate import instantiate_callbacks, instantiate_loggers
 from src.cli.one_line_errors import hydra_errors_on_one_line, in_multirun, report_user_errors
 from src.cli.resume import continue_in_place, refuse_changed_schedule
-from src.models.checkpoint import existing_checkpoint, load_torch_file
+from src.models.checkpoint import resumable_checkpoint
 from src.models.classifier import ImageClassifier
 from src.models.init_from import load_initial_weights
 from src.tracking.checkpoint_io import trainer_plugins
@@ -44,8 +44,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError(f"test_ckpt={cfg.test_ckpt} is not a choice: use best or last")
     continue_in_place(cfg)  # resume=auto: ckpt_path is this run folder's newest checkpoint
     if cfg.get("ckpt_path"):
-        path = existing_checkpoint(cfg.ckpt_path)  # refuse a wrong path now, not after set-up
-        checkpoint = load_torch_file(path, "ckpt_path", mmap=True)
+        # refuse a wrong path now, not after set-up
+        path, checkpoint = resumable_checkpoint(cfg.ckpt_path)
         refuse_changed_schedule(cfg, checkpoint, path, passed=f"ckpt_path={cfg.ckpt_path}")
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)

@@ -129,28 +129,28 @@ def check_run_data(checkpoint: Mapping[str, Any], source: str) -> None:
         raise _damaged(source, "data.image_size", "is not a positive whole number, auto or null")
 
 
-def existing_checkpoint(path: str | Path | None) -> Path:
-    """The path of a checkpoint training can continue from, else a ConfigError saying why; its
-    tensors are mapped, not read, so this is quick enough to run before any set-up."""
+def resumable_checkpoint(path: str | Path | None) -> tuple[Path, dict[str, Any]]:
+    """The path and content of a checkpoint training can continue from, else a ConfigError
+    saying why; its tensors are mapped, not read, so this is quick enough to run before any
+    set-up."""
     path = existing_file(path)
-    checkpoint = read_checkpoint(path, mmap=True)
+    checkpoint = check_checkpoint(load_torch_file(path, "ckpt_path", mmap=True), path)
     if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
         raise ConfigError(
             f"ckpt_path={path} holds weights only (saved with save_weights_only=true), so "
             f"training cannot continue from it: to start a new run from them use "
             f"model.init_from={path}"
         )
-    return path
+    check_run_data(checkpoint, f"ckpt_path={path}")
+    check_hyper_parameters(checkpoint, f"ckpt_path={path}")
+    return path, checkpoint
 
 
-def read_checkpoint(
-    path: str | Path | None, map_location: str = "cpu", mmap: bool = False
-) -> dict[str, Any]:
+def read_checkpoint(path: str | Path | None, map_location: str = "cpu") -> dict[str, Any]:
     """Load a checkpoint with torch's safe loader, refusing files that are not one of ours, are
-    damaged, or name code to build that is not on the allow-list (src/models/trusted_config.py).
-    mmap: map the tensors instead of reading them (a quick look)."""
+    damaged, or name code to build that is not on the allow-list (src/models/trusted_config.py)."""
     path = existing_file(path)
-    checkpoint = load_torch_file(path, "ckpt_path", map_location, mmap=mmap)
+    checkpoint = load_torch_file(path, "ckpt_path", map_location)
     checkpoint = check_checkpoint(checkpoint, path)
     check_run_data(checkpoint, f"ckpt_path={path}")
     check_hyper_parameters(checkpoint, f"ckpt_path={path}")

@@ -68,3 +68,58 @@ def test_the_readme_layout_names_every_folder_and_only_folders_that_exist():
     folders = {f"src/{name}/" for name in packages()} | {"src/", "configs/", "scripts/", "tests/"}
     folders |= {"hydra_plugins/"}
     assert folders <= set(layout), sorted(folders - set(layout))
+
+
+NAMEDTUPLE_API = {"_asdict", "_replace", "_fields", "_make"}  # public, underscored by design
+
+
+def private_library_names(file: Path) -> list[str]:
+    """Where a file touches a private name of a library: `x._name` (not on self, cls or
+    super()), getattr/setattr/hasattr(x, "_name"), x["_name"], or an import of or from a
+    `_private` module or of a `_private` name."""
+    found = []
+    for node in ast.walk(ast.parse(file.read_text())):
+        where = f"{file.relative_to(PROJECT_ROOT)}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.Attribute) and is_private(node.attr):
+            owner = node.value
+            own = isinstance(owner, ast.Name) and owner.id in ("self", "cls")
+            own |= isinstance(owner, ast.Call) and ast.unparse(owner.func) == "super"
+            if not own and node.attr not in NAMEDTUPLE_API:
+                found.append(f"{where} {ast.unparse(node)}")
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            key = str(node.slice.value)  # a private key of a library's state; not Hydra's _target_
+            if is_private(key) and not key.endswith("_"):
+                found.append(f"{where} {ast.unparse(node)}")
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) in PRIVATE_BY_NAME:
+            name = node.args[1] if len(node.args) > 1 else None
+            if isinstance(name, ast.Constant) and is_private(str(name.value)):
+                found.append(f"{where} {ast.unparse(node)}")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] in ("src", "tests", "scripts", "__future__"):
+                continue
+            names = node.module.split(".") + [alias.name for alias in node.names]
+            if any(is_private(name) for name in names):
+                found.append(f"{where} from {node.module} import ...")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if any(is_private(part) for part in alias.name.split(".")):
+                    found.append(f"{where} import {alias.name}")
+    return found
+
+
+PRIVATE_BY_NAME = ("getattr", "setattr", "hasattr", "delattr")
+
+
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_private_names_of_libraries_are_used_only_through_src_compat():
+    """A library may change a private name in any release: src/compat.py holds every one we use,
+    each checked against the installed library by tests/test_compat.py."""
+    files = [
+        f for d in ("src", "hydra_plugins", "scripts") for f in (PROJECT_ROOT / d).rglob("*.py")
+    ]
+    found = [hit for f in files if f != SRC / "compat.py" for hit in private_library_names(f)]
+    assert not found
+    assert private_library_names(SRC / "compat.py")  # the check sees them where they are

@@ -10,6 +10,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from src.cli.errors import ConfigError
+from src.compat import foreach_copy_, foreach_lerp_
 
 
 def ema_update(decay: float) -> Callable[[Sequence[Tensor], Sequence[Tensor], Any], None]:
@@ -23,9 +24,9 @@ def ema_update(decay: float) -> Callable[[Sequence[Tensor], Sequence[Tensor], An
     @torch.no_grad()
     def update(averaged: Sequence[Tensor], current: Sequence[Tensor], _: Any) -> None:
         if torch.is_floating_point(averaged[0]):
-            torch._foreach_lerp_(list(averaged), list(current), 1 - decay)
+            foreach_lerp_(list(averaged), list(current), 1 - decay)
         else:
-            torch._foreach_copy_(list(averaged), list(current))
+            foreach_copy_(list(averaged), list(current))
 
     return update
 

@@ -18,6 +18,7 @@ from lightning.pytorch.utilities.seed import isolate_rng
 from src.callbacks.run_config import record_applied
 from src.callbacks.tensorboard import tensorboard_writer
 from src.cli.errors import ConfigError
+from src.compat import forget_train_loader
 from src.tracking.figures import save_figure  # also: matplotlib's file-only backend
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def without_trace(trainer: L.Trainer) -> Iterator[None]:
             setattr(datamodule, name, generator)
         else:
             setattr(datamodule, name, None)
-    trainer.fit_loop._combined_loader = None
+    forget_train_loader(trainer)
     trainer.ckpt_path = None  # searches run on fresh runs only, never on a resume
 
 

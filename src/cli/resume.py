@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src import PROJECT_ROOT
 from src.cli.errors import ConfigError
+from src.compat import batches_that_stepped
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def next_logged_step(checkpoint: dict[str, Any]) -> int | None:
     that stepped, plus the one it adds when the save came at a batch's end), or None."""
     try:
         loop = checkpoint["loops"]["fit_loop"]
-        step = int(loop["epoch_loop.state_dict"]["_batches_that_stepped"])
+        step = batches_that_stepped(loop["epoch_loop.state_dict"])
         total = loop["epoch_loop.batch_progress"]["total"]
     except (KeyError, TypeError):
         return None

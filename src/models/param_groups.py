@@ -5,9 +5,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from src.cli.errors import ConfigError
+from src.compat import BatchNorm
 
 
 def head_prefixes(net: nn.Module) -> tuple[str, ...]:
@@ -86,7 +86,7 @@ def parameters_up_to(net: nn.Module, name: str) -> list[str]:
 
 def norm_layers(modules: list[tuple[str, nn.Module]]) -> list[str]:
     """The names of the batch-norm layers (SyncBatchNorm included) among `modules`."""
-    return [name for name, module in modules if isinstance(module, _BatchNorm)]
+    return [name for name, module in modules if isinstance(module, BatchNorm)]
 
 
 def _no_weight_decay_names(net: nn.Module) -> set[str]:

@@ -4,26 +4,26 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
 from src.cli.one_line_errors import release_stderr
+from src.compat import HydraBasicSweeper, sweep_params
 from src.sweepers.ddp_guard import refuse_ddp_jobs
 from src.sweepers.outcome import end_failed_sweep, report_failures
 
 log = logging.getLogger(__name__)
 
 
-class GridSweeper(BasicSweeper):
+class GridSweeper(HydraBasicSweeper):
     """Run every combination of the sweep's values. A job that fails is reported at the end,
     with its overrides and error; the other jobs still run and keep their results. The command
     exits with 1 when any job failed, after Hydra's on_multirun_end callbacks."""
 
     def sweep(self, arguments: list[str]) -> Any:
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides(self._parse_config() + list(arguments))
+        overrides = parser.parse_overrides(sweep_params(self) + list(arguments))
         self.overrides = self.split_arguments(overrides, self.max_batch_size)
         # every job's config, composed before any job runs: composition errors, and jobs whose
         # DDP processes Lightning would start (each would run this sweep again), stop it here

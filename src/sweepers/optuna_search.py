@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from src.cli.one_line_errors import release_stderr
+from src.compat import job_outcome, storage_of, trial_id
 from src.sweepers.ddp_guard import refuse_ddp_jobs
 from src.sweepers.optuna_heartbeat import Heartbeats
 from src.sweepers.optuna_trial import (
@@ -178,7 +179,7 @@ class OptunaSweeper(Sweeper):
         running, it waits up to grace_period for their heartbeat to tell (a search cut off a
         moment ago, or another search at work). A journal file keeps no heartbeat: the trials a
         search finds running when it starts are taken as cut off."""
-        if isinstance(study._storage, optuna.storages.JournalStorage):
+        if isinstance(storage_of(study), optuna.storages.JournalStorage):
             if starting:
                 retry = RetryCutOffTrial(self.max_retry)
                 for trial in _running(study):
@@ -217,7 +218,7 @@ class OptunaSweeper(Sweeper):
         with quietly():
             trial = study.ask()
         if isinstance(storage, optuna.storages.RDBStorage):
-            storage.record_heartbeat(trial._trial_id)
+            storage.record_heartbeat(trial_id(trial))
         return trial
 
     def _heartbeats(
@@ -226,17 +227,17 @@ class OptunaSweeper(Sweeper):
         """The heartbeats of `trials` while their jobs run (none in a journal file)."""
         if not isinstance(storage, optuna.storages.RDBStorage):
             return nullcontext()
-        return Heartbeats(storage, [t._trial_id for t in trials], self.heartbeat_interval)
+        return Heartbeats(storage, [trial_id(t) for t in trials], self.heartbeat_interval)
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> None:
         """Record a finished job: complete with its value, pruned, or failed."""
         # the job wrote to the storage: read it there, not from the trial's cached copy
-        pruned = study._storage.get_trial_user_attrs(trial._trial_id).get(PRUNED_ATTR)
+        pruned = storage_of(study).get_trial_user_attrs(trial_id(trial)).get(PRUNED_ATTR)
         if result.status == JobStatus.COMPLETED and pruned:
             study.tell(trial, state=TrialState.PRUNED)
             log.info(f"Trial {trial.number} pruned: {pruned}")
-        elif result.status == JobStatus.COMPLETED and result._return_value is not None:
-            value = float(result._return_value)
+        elif result.status == JobStatus.COMPLETED and job_outcome(result) is not None:
+            value = float(job_outcome(result))
             study.tell(trial, value)
             log.info(f"Trial {trial.number} finished: {value:.6g}")
         else:

@@ -17,6 +17,8 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial
 
+from src.compat import trial_by_number
+
 log = logging.getLogger(__name__)
 
 # User attributes of a trial, and of the study.
@@ -121,8 +123,4 @@ def trial_of_this_job() -> optuna.Trial | None:
         storage=study_storage(sweeper.get("storage"), hydra_cfg.sweep.dir),
         pruner=pruner,
     )
-    # the sweeper numbers each job after its trial
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(
-        study._study_id, int(hydra_cfg.job.num)
-    )
-    return optuna.Trial(study, trial_id)
+    return trial_by_number(study, int(hydra_cfg.job.num))  # each job is numbered after its trial

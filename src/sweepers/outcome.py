@@ -13,6 +13,7 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig
 
 from src.cli.errors import one_line_reason
+from src.compat import job_outcome
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def report_failures(results: Sequence[JobReturn], what: str = "jobs") -> int:
     for result in failed:
         folder = result.hydra_cfg.hydra.runtime.output_dir if result.hydra_cfg else None
         name = Path(folder).name if folder else " ".join(result.overrides or [])
-        log.error(f"  {name}: {one_line_reason(result._return_value)}")
+        log.error(f"  {name}: {one_line_reason(job_outcome(result))}")
     return len(failed)
 
 

@@ -17,19 +17,18 @@ import fsspec
 import torch
 from hydra.utils import instantiate
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 from omegaconf import DictConfig, ListConfig
 
 from src.cli.errors import ConfigError
+from src.compat import WrappingCheckpointIO
 from src.tracking.files import remove_partial_files, sync_folder, write_atomically
 
 log = logging.getLogger(__name__)
 ZIP_START = b"PK\x03\x04"  # how every file torch.save writes begins
 
 
-def is_local(path: _PATH) -> bool:
+def is_local(path: str | Path) -> bool:
     """Whether path is on a local (or mounted) file system rather than in object storage."""
     return fsspec.utils.get_protocol(str(path)) in ("file", "local")
 
@@ -87,7 +86,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's torch checkpoints, saved atomically and durably (see the module's doc)."""
 
     def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
         if storage_options is not None or not is_local(path):
             super().save_checkpoint(checkpoint, path, storage_options)
@@ -97,7 +96,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             log.info(f"Removed {partial}, left by a save that was cut off")
         write_atomically(path, lambda partial: save_torch_file(checkpoint, partial))
 
-    def load_checkpoint(self, path: _PATH, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def load_checkpoint(self, path: str | Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
             return super().load_checkpoint(path, *args, **kwargs)
         except FileNotFoundError:
@@ -111,7 +110,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 "of its run"
             ) from exc
 
-    def remove_checkpoint(self, path: _PATH) -> None:
+    def remove_checkpoint(self, path: str | Path) -> None:
         if not is_local(path):
             super().remove_checkpoint(path)
             return
@@ -133,7 +132,7 @@ def trainer_plugins(trainer_cfg: DictConfig) -> list[Any]:
         configured = instantiate(configured, _convert_="all")  # a list, not a ListConfig
     plugins = list(configured) if isinstance(configured, list | tuple) else [configured]
     plugins = [p for p in plugins if p is not None]
-    wrappers = [p for p in plugins if isinstance(p, _WrappingCheckpointIO)]
+    wrappers = [p for p in plugins if isinstance(p, WrappingCheckpointIO)]
     strategy = trainer_cfg.get("strategy")
     if isinstance(strategy, DictConfig) and strategy.get("checkpoint_io") is not None:
         return plugins  # the strategy brings its own; Lightning refuses a second

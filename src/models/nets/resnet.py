@@ -1,7 +1,6 @@
 """ResNet50 as checkpoints from before `model=torchvision` name it, with their frozen backbone."""
 
-from torch.nn.modules.batchnorm import _BatchNorm
-
+from src.compat import BatchNorm
 from src.models.nets.torchvision_net import TorchvisionNet
 
 
@@ -36,7 +35,7 @@ class ResNet50(TorchvisionNet):
         super().train(mode)
         if self.freeze_backbone:  # keep pretrained BatchNorm statistics as they are
             for module in self.model.modules():
-                # _BatchNorm: also the SyncBatchNorm that trainer=ddp turns BatchNorm2d into
-                if isinstance(module, _BatchNorm):
+                # BatchNorm: also the SyncBatchNorm that trainer=ddp turns BatchNorm2d into
+                if isinstance(module, BatchNorm):
                     module.eval()
         return self

@@ -1,0 +1,72 @@
+"""Every private name of Optuna, Hydra, Lightning and torch this project uses, in one place.
+
+A library may change a private name in any release; tests/test_compat.py checks each one against
+the installed library, so a change fails there, and tests/test_structure.py keeps every other
+module off private names. Imports nothing from src.
+"""
+
+from typing import Any
+
+import torch
+from hydra.core.utils import JobReturn
+from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
+from torch.nn.modules.batchnorm import _BatchNorm
+
+# The base of Lightning's checkpoint plugins that wrap another one (AsyncCheckpointIO).
+WrappingCheckpointIO = _WrappingCheckpointIO
+# The base of BatchNorm1d/2d/3d and SyncBatchNorm (not of GroupNorm or LayerNorm).
+BatchNorm = _BatchNorm
+# torch's multi-tensor ops, as torch.optim.swa_utils uses them for its averages.
+foreach_lerp_ = torch._foreach_lerp_
+foreach_copy_ = torch._foreach_copy_
+
+
+def __getattr__(name: str) -> Any:
+    """HydraBasicSweeper: Hydra's basic sweeper (what `-m` runs), which the grid sweeper extends.
+
+    Looked up when asked for: Hydra's plugin scan runs its module again, and a subclass of the
+    class from before the scan fails its `super(BasicSweeper, self)`, which names the new one."""
+    if name == "HydraBasicSweeper":
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        return BasicSweeper
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def sweep_params(sweeper: Any) -> list[str]:
+    """The `hydra.sweeper.params` of a basic sweeper, as `key=value` overrides."""
+    return sweeper._parse_config()
+
+
+def job_outcome(result: JobReturn) -> Any:
+    """What a Hydra job returned, or the exception it raised (JobReturn.return_value re-raises)."""
+    return result._return_value
+
+
+def storage_of(study: Any) -> Any:
+    """The storage an optuna.Study reads and writes."""
+    return study._storage
+
+
+def trial_id(trial: Any) -> int:
+    """An optuna.Trial's id in its storage (its `number` counts within the study)."""
+    return trial._trial_id
+
+
+def trial_by_number(study: Any, number: int) -> Any:
+    """The optuna.Trial numbered `number` in `study` (a job reports to it from its own process)."""
+    import optuna
+
+    storage_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return optuna.Trial(study, storage_id)
+
+
+def forget_train_loader(trainer: Any) -> None:
+    """Drop the training loader Lightning keeps between fits, so the next fit builds it anew."""
+    trainer.fit_loop._combined_loader = None
+
+
+def batches_that_stepped(epoch_loop_state: dict[str, Any]) -> int:
+    """Lightning's count of optimizer-stepping batches (its logging step), from the
+    `epoch_loop.state_dict` of a checkpoint's fit loop."""
+    return int(epoch_loop_state["_batches_that_stepped"])

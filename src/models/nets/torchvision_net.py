@@ -158,7 +158,12 @@ class TorchvisionNet(nn.Module):
             head = find_head(self.model, num_classes, name)
         else:
             head = find_head(self.model, len(chosen.meta["categories"]), name)
-            self.model.set_submodule(head, new_head(self.model.get_submodule(head), num_classes))
+            parent, _, leaf = head.rpartition(".")  # not set_submodule: torch 2.5 brought it
+            setattr(
+                self.model.get_submodule(parent),
+                leaf,
+                new_head(self.model.get_submodule(head), num_classes),
+            )
         if small_input_stem:
             use_small_input_stem(self.model, name, pretrained=chosen is not None)
         # parameter-name prefixes of the head; the rest is the backbone

@@ -133,11 +133,11 @@ class BatchPolicy:
                     bins = torch.randint(t.magnitudes.shape[1], (n,), generator=g, device=device)
                     magnitude = t.magnitudes[chosen, bins]
                 steps.append((t.ops[chosen], magnitude))
-        signs = []
+        signed = []
         for ops, magnitude in steps:
-            flip = t.signed[ops] & (torch.rand(n, generator=g, device=device) <= 0.5)
-            signs.append((ops, torch.where(flip, -magnitude, magnitude)))
-        return signs
+            negative = t.signed[ops] & (torch.rand(n, generator=g, device=device) <= 0.5)
+            signed.append((ops, torch.where(negative, -magnitude, magnitude)))
+        return signed
 
     def __call__(self, x: Tensor, g: torch.Generator) -> Tensor:
         """The uint8 images `x`, each augmented by its own draw from `g` (on x's device)."""

@@ -54,7 +54,7 @@ def crop_and_flip(x: Tensor, padding: int, p_flip: float, g: torch.Generator) ->
 @contextmanager
 def one_thread_on_cpu(device: torch.device) -> Iterator[None]:
     """One intra-op thread while on the CPU: the policies' many small ops gain little from more,
-    and waiting for them costs much (5-10x on a busy 2-core machine)."""
+    and waiting for them costs much (several times over on a busy 2-core machine)."""
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(1)
@@ -198,9 +198,9 @@ class BatchAugmentation:
     def __call__(self, images: Tensor, g: torch.Generator) -> Tensor:
         """uint8 images augmented (parameters drawn from `g`, on the images' device), normalised.
 
-        Crops and flips move uint8 pixels (a quarter of the memory traffic of floats), and so
-        does the policy; the affine map and colour jitter work on
-        floats in [0, 1]; random erasing comes last.
+        Crops, flips and the policy move uint8 pixels (a quarter of the memory traffic of
+        floats); the affine map and colour jitter work on floats in [0, 1]; random erasing comes
+        last.
         """
         aug = self.aug
         x = images

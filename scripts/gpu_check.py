@@ -6,12 +6,13 @@
 On a machine with CUDA, in a few minutes: training with trainer=gpu in 16-mixed and bf16-mixed,
 model.compile=true with channels_last, trainer=ddp over the visible GPUs (and with a frozen
 backbone), eval and predict of a GPU checkpoint on the CPU, predict on the GPU, the batched
-augmentation on the device, and the benchmark. Without CUDA it says so and exits 0. Exit status 1
-when a check fails.
+augmentation on the device, training steps that never wait for the GPU, and the benchmark.
+Without CUDA it says so and exits 0. Exit status 1 when a check fails.
 """
 
 import argparse
 import csv
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,7 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +39,30 @@ class Check:
     verify: Callable[[], str | None] = lambda: None  # a failure reason, or None
     needs: Callable[[], str | None] = lambda: None  # why it cannot run here, or None
     after: list[str] = field(default_factory=list)  # checks whose outputs it reads
+
+
+class SyncDebugMode(L.Callback):
+    """Training steps under torch.cuda.set_sync_debug_mode("error"): any operation in them that
+    makes the host wait for the GPU raises. From the end of each epoch's first step (which may
+    make one-time copies) to the end of its last, so validation, epoch ends and checkpoints,
+    which may wait, run as usual."""
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None:
+        more = i + 1 < trainer.num_training_batches and not trainer.should_stop
+        torch.cuda.set_sync_debug_mode("error" if more else "default")
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        torch.cuda.set_sync_debug_mode("default")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        torch.cuda.set_sync_debug_mode("default")
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exc: Exception
+    ) -> None:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 def gpu_count() -> int:
@@ -84,6 +111,24 @@ def checks(work: Path) -> list[Check]:
         return f"paths.log_dir={work / name}"
 
     images = work / "images"
+    # every batched op, a policy, MixUp/CutMix and EMA; bf16 (16-mixed's GradScaler reads its
+    # inf check back every step by design)
+    sync_free = [
+        *train,
+        "trainer=gpu",
+        "trainer.precision=bf16-mixed",
+        "+callbacks.sync_debug._target_=scripts.gpu_check.SyncDebugMode",
+    ]
+    every_op = [
+        "augment=randaugment",
+        "data.augment.crop_padding=2",
+        "data.augment.hflip=0.5",
+        "data.augment.brightness=0.2",
+        "data.augment.contrast=0.2",
+        "data.augment.saturation=0.2",
+        "data.augment.mixup_alpha=0.2",
+        "data.augment.cutmix_alpha=1.0",
+    ]
     gpu_ckpt = f"ckpt_path={work / 'fp16' / 'train' / 'runs'}/*/checkpoints/best.ckpt"
     ddp = [f"trainer.devices={max(1, gpu_count())}"]
     return [
@@ -96,6 +141,8 @@ def checks(work: Path) -> list[Check]:
         Check("predict with the GPU checkpoint on the CPU", [sys.executable, "src/predict.py", gpu_ckpt, f"input={images}", "trainer.accelerator=cpu", "extras.print_config=false", logs("predict_cpu")], lambda: predictions_written(work / "predict_cpu"), after=["train, trainer=gpu, 16-mixed"]),  # noqa: E501
         Check("predict on the GPU", [sys.executable, "src/predict.py", gpu_ckpt, f"input={images}", "trainer=gpu", "extras.print_config=false", logs("predict_gpu")], lambda: predictions_written(work / "predict_gpu"), after=["train, trainer=gpu, 16-mixed"]),  # noqa: E501
         Check("batched augmentation on the GPU draws as on the CPU", [sys.executable, "-c", BATCHED_ON_DEVICE]),  # noqa: E501
+        Check("training steps never wait for the GPU (sync debug mode: error)", [*sync_free, *every_op, "callbacks=[default,ema]", logs("sync")], needs=needs_bf16),  # noqa: E501
+        Check("multi-label training steps never wait for the GPU", [*sync_free, "data=digits_multilabel", "data.augment.mixup_alpha=0.2", logs("sync_multilabel")], needs=needs_bf16),  # noqa: E501
         Check("benchmark", [sys.executable, "scripts/benchmark.py"]),
     ]  # fmt: skip
 
@@ -157,7 +204,12 @@ def run(check: Check, failed: set[str]) -> tuple[str, str]:
     start = time.perf_counter()
     try:
         result = subprocess.run(
-            expand(check.command), cwd=ROOT, capture_output=True, text=True, timeout=600
+            expand(check.command),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},  # scripts.gpu_check.SyncDebugMode
         )
     except subprocess.TimeoutExpired:
         return "FAIL", "timed out after 600 s"

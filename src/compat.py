@@ -61,6 +61,17 @@ def trial_by_number(study: Any, number: int) -> Any:
     return optuna.Trial(study, storage_id)
 
 
+def policy_ops(policy: Any) -> dict[str, tuple[Any, bool]]:
+    """A torchvision.transforms.v2 learned policy's ops (RandAugment, TrivialAugmentWide,
+    AutoAugment): name -> (magnitudes(bins, height, width), a tensor or None; signed)."""
+    return policy._AUGMENTATION_SPACE
+
+
+def autoaugment_subpolicies(policy: Any) -> list[tuple[tuple[str, float, int | None], ...]]:
+    """A v2.AutoAugment's sub-policies: steps of (op name, probability, magnitude bin or None)."""
+    return policy._policies
+
+
 def forget_train_loader(trainer: Any) -> None:
     """Drop the training loader Lightning keeps between fits, so the next fit builds it anew."""
     trainer.fit_loop._combined_loader = None

@@ -1,5 +1,6 @@
 """augment=<preset> replaces any data set's augmentation; the learned policies (RandAugment, ...)
-run in both pipelines, per image, reproducibly; bad settings are refused in one line."""
+run in both pipelines, per image, reproducibly, the batched one op by op as torchvision computes
+them; bad settings are refused in one line."""
 
 from dataclasses import fields
 from pathlib import Path
@@ -10,6 +11,7 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.transforms import v2
 
+from src import compat
 from src.cli.errors import user_error_in
 from src.data.augmentation import (
     Augmentation,
@@ -17,6 +19,7 @@ from src.data.augmentation import (
     per_sample_train_transform,
 )
 from src.data.batch_augment import BatchAugmentation, one_thread_on_cpu
+from src.data.batch_policy import OP, OPS, apply_ops
 from src.train import train
 from tests.conftest import CONFIG_DIR, compose_config
 
@@ -127,6 +130,31 @@ def test_both_pipelines_apply_the_policy_with_the_same_statistics(policy):
     for a, b in (brightness, change):
         assert abs(a.mean() - b.mean()) < 0.25 * a.std() + 0.01
         assert abs(a.std() / b.std() - 1) < 0.25
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_each_op_of_the_batched_policies_gives_torchvisions_pixels(name):
+    """Every op at several magnitudes of its table, both signs: the same uint8 pixels as
+    torchvision's kernel applied image by image (a flat and a low-contrast image included)."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    images[0] = digit_image()
+    images[1] = 7
+    images[2] = torch.randint(90, 110, (3, 32, 32), dtype=torch.uint8, generator=generator)
+    policy = v2.AutoAugment()  # its ops (Invert too) and RandAugment's Identity
+    magnitudes_of, signed = (compat.policy_ops(v2.RandAugment()) | compat.policy_ops(policy))[name]
+    table = magnitudes_of(31, 32, 32)
+    magnitudes = [0.0] if table is None else [float(table[i]) for i in (1, 9, 30)]
+    for magnitude in magnitudes + [-m for m in magnitudes if signed]:
+        n = len(images)
+        ours = apply_ops(images, torch.full((n,), OP[name]), torch.full((n,), magnitude), {name})
+        theirs = torch.stack(
+            [
+                policy._apply_image_or_video_transform(i, name, magnitude, "nearest", policy._fill)
+                for i in images
+            ]
+        )
+        assert torch.equal(ours, theirs), (name, magnitude)
 
 
 @pytest.mark.slow

@@ -11,8 +11,10 @@ from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 from torch import nn
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
 from src import compat
+from src.data.batch_policy import OPS
 
 
 def test_the_grid_sweeper_extends_hydras_basic_sweeper_and_its_params():
@@ -138,3 +140,19 @@ def test_foreach_lerp_and_copy_update_every_tensor_in_place():
     counters, now = [torch.tensor(1)], [torch.tensor(7)]
     compat.foreach_copy_(counters, now)
     assert counters[0].item() == 7
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [v2.RandAugment(), v2.TrivialAugmentWide(), v2.AutoAugment()],
+    ids=lambda p: type(p).__name__,
+)
+def test_the_policies_ops_are_those_the_batched_pipeline_knows(policy):
+    ops = compat.policy_ops(policy)
+    assert set(ops) <= set(OPS) and "Equalize" in ops
+    for magnitudes, signed in ops.values():
+        values = magnitudes(10, 32, 32)
+        assert isinstance(signed, bool) and (values is None or values.shape == (10,))
+    if isinstance(policy, v2.AutoAugment):
+        for steps in compat.autoaugment_subpolicies(policy):
+            assert all(name in ops and 0 <= p <= 1 for name, p, _ in steps) and len(steps) == 2

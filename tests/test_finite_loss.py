@@ -1,9 +1,15 @@
-"""A loss or weights that stop being finite end training at once, with one line that says where,
-which checkpoint is still good and what to try; the run is failed and last.ckpt stays good."""
+"""A loss or weights that stop being finite end training, with one line that says where, which
+checkpoint is still good and what to try; the run is failed and last.ckpt stays good. The loss is
+checked on the device each step (no wait there) and the result read before any checkpoint is
+saved, before validation and at the epoch's end; a bad step leaves the weights finite."""
+
+from types import SimpleNamespace
 
 import lightning as L
+import pytest
 import torch
 
+from src.callbacks.finite_loss import NonFiniteLoss, StopOnNonFiniteLoss
 from tests.helpers import error_lines, run_folders, run_in_process, run_status
 from tests.test_preemption import SHORT, STEPS_PER_EPOCH, last_checkpoint
 
@@ -32,9 +38,21 @@ class PoisonWeights(L.Callback):
         self._at(trainer, pl_module, "on_train_epoch_end")
 
 
-def poison(epoch: int, **settings: object) -> list[str]:
+class PoisonInputs(L.Callback):
+    """Test only: make the images of one training batch (epoch from 1, batch from 0) NaN, so that
+    step's loss is NaN while the weights are still finite."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch + 1 == self.epoch and batch_idx == self.batch:
+            batch[0].fill_(float("nan"))
+
+
+def poison(epoch: int, what: str = "PoisonWeights", **settings: object) -> list[str]:
     added = [
-        f"+callbacks.poison._target_={__name__}.PoisonWeights",
+        f"+callbacks.poison._target_={__name__}.{what}",
         f"+callbacks.poison.epoch={epoch}",
     ]
     return added + [f"+callbacks.poison.{key}={value}" for key, value in settings.items()]
@@ -92,3 +110,40 @@ def test_non_finite_weights_are_never_saved_over_last_ckpt(tmp_path):
     checkpoint = last_checkpoint(run)
     assert checkpoint["global_step"] == STEPS_PER_EPOCH  # epoch 2's was refused
     assert_finite(checkpoint)
+
+
+def test_a_nan_loss_mid_epoch_is_caught_before_the_next_step_interval_checkpoint(tmp_path):
+    command = [*SHORT, f"paths.log_dir={tmp_path}"]
+    command += ["callbacks.last_checkpoint.every_n_train_steps=2", *poison(1, "PoisonInputs")]
+    result = run_in_process("src/train.py", *command, "+callbacks.poison.batch=2")
+    assert result.returncode == 2
+    [run] = run_folders(tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    assert error_lines(result) == [
+        f"error: the training loss became nan in epoch 1 after 2 steps; the last good checkpoint "
+        f"is {last} (saved in epoch 1 at step 2): lower the learning rate (optimizer.lr=0.001 "
+        f"now), {HINTS}"
+    ]  # step 4 would have saved it
+    checkpoint = last_checkpoint(run)
+    assert checkpoint["global_step"] == 2
+    assert_finite(checkpoint)
+
+
+def test_a_step_of_non_finite_loss_moves_no_weight_to_nan_and_is_reported_at_the_next_check():
+    net = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
+    trainer = SimpleNamespace(global_step=6, current_epoch=1, callbacks=[], optimizers=[optimizer])
+    callback = StopOnNonFiniteLoss()
+    for images in (torch.randn(4, 3), torch.full((4, 3), float("nan")), torch.randn(4, 3)):
+        loss = net(images).sum()
+        callback.on_before_backward(trainer, net, loss)
+        loss.backward()
+        callback.on_before_optimizer_step(trainer, net, optimizer)
+        optimizer.step()
+        optimizer.zero_grad()
+        trainer.global_step += 1
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+    with pytest.raises(
+        NonFiniteLoss, match="the training loss became nan in epoch 2 after 7 steps"
+    ):
+        callback.on_validation_start(trainer, net)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from scripts import gpu_check
-from tests.conftest import compose_config
+from src.train import train
+from tests.conftest import LEAN, compose_config
 from tests.helpers import run_script
 
 
@@ -33,7 +34,7 @@ def test_every_check_names_configs_and_keys_that_exist(tmp_path):
         cfg = compose_config(entries[check.command[1]], Path(tmp_path), overrides)
         assert cfg is not None
         composed += 1
-    assert composed == 8
+    assert composed == 10
     names = [check.name for check in gpu_check.checks(tmp_path)]
     for wanted in (
         "16-mixed",
@@ -44,6 +45,26 @@ def test_every_check_names_configs_and_keys_that_exist(tmp_path):
         "on the CPU",
         "predict on the GPU",
         "batched",
+        "never wait for the GPU",
         "benchmark",
     ):  # noqa: E501
         assert any(wanted in name for name in names), wanted
+
+
+def test_the_sync_check_covers_the_steps_of_each_epoch_after_its_first(monkeypatch, tmp_path):
+    """SyncDebugMode (what the sync check adds to a run) on the CPU, the mode only recorded:
+    "error" from the end of each epoch's first step to its last, "default" before validation."""
+    modes: list[str] = []
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+    overrides = [
+        *LEAN,
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        "logger=none",
+        "+callbacks.sync_debug._target_=scripts.gpu_check.SyncDebugMode",
+    ]
+    train(compose_config("train.yaml", tmp_path, overrides))
+    epoch = ["error", "error", "default", "default", "default"]  # 3 steps, validation, its end
+    assert modes == ["default", *epoch, *epoch]  # after the sanity check's validation

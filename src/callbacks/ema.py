@@ -42,10 +42,12 @@ class EMA(EMAWeightAveraging):
     copied into the model, so testing, eval and predict use it. With `use_buffers` the BatchNorm
     running statistics are averaged the same way, so they match the averaged weights.
 
-    Two changes to Lightning's callback: testing a checkpoint after training (train.py tests
-    best.ckpt) keeps its averaged `state_dict` instead of loading the raw weights; and metric
-    states the model keeps in its state_dict (the val/*_best values), which are not weights, are
-    saved from the model, not from the average's stale copy.
+    Three changes to Lightning's callback: the update never waits for the device (torch's
+    AveragedModel.update_parameters reads its update count back from it twice a step); testing a
+    checkpoint after training (train.py tests best.ckpt) keeps its averaged `state_dict` instead
+    of loading the raw weights; and metric states the model keeps in its state_dict (the
+    val/*_best values), which are not weights, are saved from the model, not from the average's
+    stale copy.
     """
 
     def __init__(
@@ -71,6 +73,35 @@ class EMA(EMAWeightAveraging):
         # AveragedModel takes avg_fn or multi_avg_fn: the exact multi-tensor update, not Lightning's
         self._kwargs = {"multi_avg_fn": ema_update(decay)}
         self.decay = decay
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        step_idx = trainer.global_step - 1
+        if trainer.global_step > self._latest_update_step and self.should_update(step_idx=step_idx):
+            self._update_average(pl_module, first=self._latest_update_step == 0)
+            self._latest_update_step = trainer.global_step
+
+    @torch.no_grad()
+    def _update_average(self, pl_module: L.LightningModule, first: bool) -> None:
+        """AveragedModel.update_parameters, told by the host whether this is the first update
+        (which copies the weights) instead of reading its count from the device."""
+        average = self._average_model.module
+        ours, theirs = list(average.parameters()), list(pl_module.parameters())
+        if self._use_buffers:
+            ours, theirs = ours + list(average.buffers()), theirs + list(pl_module.buffers())
+        else:  # the buffers follow the model
+            foreach_copy_(list(average.buffers()), list(pl_module.buffers()))
+        if first:
+            foreach_copy_(ours, theirs)
+        else:
+            by_kind: dict[bool, list[tuple[Tensor, Tensor]]] = {}  # floats and counters
+            for pair in zip(ours, theirs, strict=True):
+                by_kind.setdefault(pair[0].is_floating_point(), []).append(pair)
+            for pairs in by_kind.values():
+                averaged, current = zip(*pairs, strict=True)
+                ema_update(self.decay)(averaged, current, None)
+        self._average_model.n_averaged += 1  # kept in checkpoints, as AveragedModel keeps it
 
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]

@@ -192,8 +192,18 @@ class ClassificationDataModule(L.LightningDataModule):
         if not self.augmentation.mixes_in_epoch(trainer.current_epoch):
             return batch
         images, targets = batch
-        generator = self.augmentation_generator(images.device)
-        return mix_batch(images, targets, self.augmentation, self.num_classes, generator)
+        return mix_batch(images, targets, self.augmentation, self.num_classes, self.batch_rng())
+
+    def batch_rng(self) -> np.random.Generator:
+        """A host generator for the few numbers a training batch draws as a whole (its mixing),
+        seeded by (seed, epoch, rank, batch): nothing to read from the device, and the same
+        draws when a resumed run reaches the batch again."""
+        trainer = self.trainer
+        epoch = trainer.current_epoch if trainer is not None else 0
+        rank = trainer.global_rank if trainer is not None else 0
+        loop = getattr(trainer, "fit_loop", None)  # the batch's index in its epoch
+        batch = loop.epoch_loop.batch_progress.current.ready if loop is not None else 0
+        return np.random.default_rng([self._seed % 2**63, epoch, rank, batch])
 
     def split_generator(self) -> torch.Generator:
         """A generator seeded with `split_seed`, so splits never depend on the run's seed."""

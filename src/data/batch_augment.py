@@ -2,10 +2,10 @@
 
 Each step draws its random parameters for every image of the batch at once, from the generator it
 is given, and applies them with tensor operations, so a batch costs a few kernel launches instead
-of one Python call per image. The draws follow torchvision's transforms (see
-src/data/augmentation.py): the same ranges, the same whole-pixel shifts, the same erasing rule.
-The learned policies (RandAugment, TrivialAugmentWide, AutoAugment) are the exception: torchvision's
-own transform runs image by image (`apply_policy`), seeded from the same generator.
+of one Python call per image, and nothing is read back to the host. The draws follow torchvision's
+transforms (see src/data/augmentation.py): the same ranges, the same whole-pixel shifts, the same
+erasing rule; the learned policies (RandAugment, TrivialAugmentWide, AutoAugment) draw from
+torchvision's own tables (src/data/batch_policy.py).
 """
 
 import math
@@ -15,9 +15,9 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms import v2
 
 from src.data.augmentation import ERASE_RATIO, ERASE_SCALE, Augmentation, policy_transform
+from src.data.batch_policy import BatchPolicy
 
 ERASE_ATTEMPTS = 10  # as torchvision: a rectangle that does not fit is drawn again, then skipped
 
@@ -33,10 +33,13 @@ def _randint(high: Tensor, g: torch.Generator) -> Tensor:
 
 def crop_and_flip(x: Tensor, padding: int, p_flip: float, g: torch.Generator) -> Tensor:
     """Pad each side with `padding` zeros and cut each image back to its size at a random offset,
-    then mirror it left-right with probability `p_flip`: one gather, in any dtype (uint8 here)."""
+    then mirror it left-right with probability `p_flip`: one gather, in any dtype (uint8 here).
+    Without padding only the flip: each image or its mirror image, no gather."""
     n, c, h, w = x.shape
-    if padding:
-        x = F.pad(x, (padding, padding, padding, padding))
+    if not padding:
+        flip = torch.rand(n, generator=g, device=g.device) < p_flip
+        return torch.where(flip[:, None, None, None], x.flip(-1), x)
+    x = F.pad(x, (padding, padding, padding, padding))
     width = w + 2 * padding
     top = _randint(torch.full((n,), 2 * padding + 1, device=g.device), g)
     left = _randint(torch.full((n,), 2 * padding + 1, device=g.device), g)
@@ -48,15 +51,10 @@ def crop_and_flip(x: Tensor, padding: int, p_flip: float, g: torch.Generator) ->
     return x.flatten(2).gather(2, index).view(n, c, h, w)
 
 
-def draw_seed(g: torch.Generator) -> int:
-    """A seed drawn from `g` (on its device), for draws that only the global RNG can make."""
-    return int(torch.randint(2**62, (), generator=g, device=g.device))
-
-
 @contextmanager
 def one_thread_on_cpu(device: torch.device) -> Iterator[None]:
-    """One intra-op thread while on the CPU: ops on single small images gain nothing from more,
-    and waiting for them costs much (10-20x on a busy 2-core machine)."""
+    """One intra-op thread while on the CPU: the policies' many small ops gain little from more,
+    and waiting for them costs much (several times over on a busy 2-core machine)."""
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(1)
@@ -64,16 +62,6 @@ def one_thread_on_cpu(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def apply_policy(x: Tensor, policy: v2.Transform, g: torch.Generator) -> Tensor:
-    """torchvision's learned policy (RandAugment, ...) applied to each uint8 image of the batch,
-    where it is. Its ops and magnitudes are drawn per image from the global CPU RNG, which is
-    seeded here from `g` and given back untouched, so the run's RNG does not move and a resumed
-    run draws the same ops. A loop: the policy's ops are per-image operations."""
-    with torch.random.fork_rng(devices=[]), one_thread_on_cpu(x.device):
-        torch.default_generator.manual_seed(draw_seed(g))
-        return torch.stack([policy(image) for image in x])
 
 
 def random_affine(
@@ -187,13 +175,15 @@ class BatchAugmentation:
 
     def __init__(self, aug: Augmentation, mean: Sequence[float], std: Sequence[float]) -> None:
         self.aug = aug
-        self.policy = policy_transform(aug)
+        policy = policy_transform(aug)
+        self.policy = BatchPolicy(policy) if policy is not None else None
         self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
 
     def _statistics(self, device: torch.device) -> tuple[Tensor, Tensor]:
-        if self.mean.device != device:
-            self.mean, self.std = self.mean.to(device), self.std.to(device)
+        if self.mean.device != device:  # once; a copy the host need not wait for
+            self.mean = self.mean.to(device, non_blocking=True)
+            self.std = self.std.to(device, non_blocking=True)
         return self.mean, self.std
 
     def normalize(self, images: Tensor) -> Tensor:
@@ -208,16 +198,17 @@ class BatchAugmentation:
     def __call__(self, images: Tensor, g: torch.Generator) -> Tensor:
         """uint8 images augmented (parameters drawn from `g`, on the images' device), normalised.
 
-        Crops and flips move uint8 pixels (a quarter of the memory traffic of floats); the
-        policy works on uint8 images, image by image; the affine map and colour jitter work on
-        floats in [0, 1]; random erasing comes last.
+        Crops, flips and the policy move uint8 pixels (a quarter of the memory traffic of
+        floats); the affine map and colour jitter work on floats in [0, 1]; random erasing comes
+        last.
         """
         aug = self.aug
         x = images
         if aug.crop_padding or aug.hflip:
             x = crop_and_flip(x, aug.crop_padding, aug.hflip, g)
         if self.policy is not None:
-            x = apply_policy(x, self.policy, g)
+            with one_thread_on_cpu(x.device):
+                x = self.policy(x, g)
         if aug.affine or aug.color_jitter:
             x = x.float().div_(255)
             if aug.affine:

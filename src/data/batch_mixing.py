@@ -3,8 +3,9 @@
 Each image is mixed with its neighbour in the batch (the batch rolled by one), with a weight
 `lam` drawn from Beta(alpha, alpha), as torchvision.transforms.v2.MixUp/CutMix do. Written here
 rather than taken from torchvision because those take integer labels only (not multi-hot ones)
-and draw from the global RNG, where these draws come from the epoch's generator, so that a
-resumed run mixes as an uninterrupted one would.
+and draw from the global RNG, where these draws come from a NumPy generator of the batch (seeded
+by seed, epoch, rank and batch: src/data/base.py), so that a resumed run mixes as an
+uninterrupted one would. A batch's few numbers are drawn on the host: nothing waits for the device.
 
 Targets become soft: multi-class indices (B,) turn into (B, C) class probabilities, the mixed
 one-hot vectors; multi-label multi-hot vectors (B, C) into mixed multi-hot floats in [0, 1].
@@ -14,12 +15,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from src.data.augmentation import Augmentation
-from src.data.batch_augment import draw_seed
 
 
 @dataclass(frozen=True)
@@ -31,12 +30,10 @@ class MixDraw:
     box: tuple[int, int, int, int] | None = None  # top, bottom, left, right: CutMix only
 
 
-def draw_mixing(aug: Augmentation, height: int, width: int, g: torch.Generator) -> MixDraw | None:
-    """What to do with one batch: None (not mixed, 1 - mix_prob of batches), MixUp or CutMix.
-
-    The draws are a handful of numbers a batch, made on the CPU from one seed drawn from `g`.
-    """
-    rng = np.random.default_rng(draw_seed(g))
+def draw_mixing(
+    aug: Augmentation, height: int, width: int, rng: np.random.Generator
+) -> MixDraw | None:
+    """What to do with one batch: None (not mixed, 1 - mix_prob of batches), MixUp or CutMix."""
     if not aug.mixing or rng.random() >= aug.mix_prob:
         return None
     cutmix = aug.cutmix_alpha > 0 and (aug.mixup_alpha == 0 or rng.random() < 0.5)
@@ -74,11 +71,16 @@ def mix_images(images: Tensor, draw: MixDraw) -> Tensor:
 
 
 def mix_batch(
-    images: Tensor, targets: Tensor, aug: Augmentation, num_classes: int, g: torch.Generator
+    images: Tensor,
+    targets: Tensor,
+    aug: Augmentation,
+    num_classes: int,
+    rng: np.random.Generator,
 ) -> tuple[Tensor, Tensor]:
-    """A training batch of float images (B, C, H, W) MixUp- or CutMix-ed as `aug` says, with
-    soft targets; unchanged (hard targets) when the draw leaves the batch unmixed."""
-    draw = draw_mixing(aug, images.shape[-2], images.shape[-1], g)
+    """A training batch of float images (B, C, H, W) MixUp- or CutMix-ed as `aug` says (its
+    numbers drawn from `rng`), with soft targets; unchanged (hard targets) when the draw leaves
+    the batch unmixed."""
+    draw = draw_mixing(aug, images.shape[-2], images.shape[-1], rng)
     if draw is None:
         return images, targets
     soft = soft_targets(targets, num_classes)

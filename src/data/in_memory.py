@@ -6,8 +6,8 @@ batched (the default): a batch is one index gather of uint8 images; they travel 
     (seed, epoch, rank), so a resumed run draws what an uninterrupted one would.
 per_sample: torchvision transforms image by image in the DataLoader, built from the same
     `data.augment` (src/data/augmentation.py).
-Either way, training batches are then mixed (MixUp/CutMix) on the device, with the same generator
-(ClassificationDataModule.on_after_batch_transfer).
+Either way, training batches are then mixed (MixUp/CutMix) on the device, their few numbers drawn
+on the host (ClassificationDataModule.on_after_batch_transfer).
 """
 
 import warnings

@@ -312,7 +312,7 @@ class ImageClassifier(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         hp = self.hparams
         if hp.task == "multiclass" and batch[1].ndim == 2:
-            self._count_multi_hot(batch[1], at_once=batch_idx == 0)
+            self._count_multi_hot(batch[1], at_once=self.global_step == 0)
         loss, logits, y = self._loss(batch, mixed=True)
         # Under MixUp/CutMix the training metrics score each image against its dominant label:
         # the class with the larger share of the mixed target (multi-class), the labels with at
@@ -328,7 +328,7 @@ class ImageClassifier(L.LightningModule):
 
     def _count_multi_hot(self, y: Tensor, at_once: bool) -> None:
         """Mixed multi-class targets are class probabilities (rows that sum to 1); multi-hot ones
-        (multi-label data) are not. Such rows are counted on the device and refused on an epoch's
+        (multi-label data) are not. Such rows are counted on the device and refused on the run's
         first batch, before validation, at the epoch's end and before any checkpoint is saved:
         checking every batch at once would make each training step wait for the device."""
         rows = (~torch.isclose(y.sum(dim=1), y.new_ones(()))).sum()

@@ -19,6 +19,13 @@ from torchmetrics.classification import (
     MultilabelStatScores,
 )
 
+from src.models.training_metrics import (
+    TrainingExactMatch,
+    TrainingF1Score,
+    TrainingPrecision,
+    TrainingRecall,
+)
+
 TASKS = ("multiclass", "multilabel")
 
 
@@ -28,17 +35,23 @@ def task_metrics(
     """Multi-class: top-1 (and top-5) accuracy, macro F1, precision and recall. Multi-label: macro
     average precision (mAP), macro and micro F1, Hamming distance and exact match at `threshold`.
 
-    `training`: the set for the training step, kept lean: no argument checks, and no mAP (it holds
-    every prediction of the epoch); the multi-label metrics there take 0/1 predictions.
+    `training`: the set for the training step, kept lean: no argument checks, no mAP (it holds
+    every prediction of the epoch), updates that never wait for the device
+    (src/models/training_metrics.py); the multi-label metrics there take 0/1 predictions.
     """
     check = not training
     if task == "multiclass":
+        f1, precision, recall = (
+            (TrainingF1Score, TrainingPrecision, TrainingRecall)
+            if training
+            else (MulticlassF1Score, MulticlassPrecision, MulticlassRecall)
+        )
         metrics = {
             "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=check),
-            "f1": MulticlassF1Score(num_classes, average="macro", validate_args=check),
+            "f1": f1(num_classes, average="macro", validate_args=check),
             # F1, precision and recall share their counts: the collection updates them once
-            "precision": MulticlassPrecision(num_classes, average="macro", validate_args=check),
-            "recall": MulticlassRecall(num_classes, average="macro", validate_args=check),
+            "precision": precision(num_classes, average="macro", validate_args=check),
+            "recall": recall(num_classes, average="macro", validate_args=check),
         }
         if num_classes > 5:
             metrics["acc_top5"] = MulticlassAccuracy(
@@ -51,7 +64,9 @@ def task_metrics(
         "f1": MultilabelF1Score(num_classes, average="macro", **at),
         "f1_micro": MultilabelF1Score(num_classes, average="micro", **at),
         "hamming": MultilabelHammingDistance(num_classes, **at),
-        "exact_match": MultilabelExactMatch(num_classes, **at),
+        "exact_match": (TrainingExactMatch if training else MultilabelExactMatch)(
+            num_classes, **at
+        ),
     }
     return MetricCollection(metrics)
 

@@ -471,14 +471,13 @@ OLD_TRANSFORMS = [
 ]
 
 
-def test_an_older_runs_transform_lists_still_build_stream_and_predict(tmp_path):
-    """The data config of a checkpoint written before `augment`: hflip and transform lists."""
+def test_transform_lists_build_stream_and_predict(tmp_path):
+    """Torchvision transform lists instead of `augment`: streamed per sample, as predict does."""
     write_sizes(tmp_path, [(40, 24), (24, 36), (30, 30), (50, 20), (28, 44)])
     data = {
         "_target_": "src.data.image_folder.ImageFolderDataModule",
         "root": str(tmp_path),
         "image_size": 64,
-        "hflip": 0.5,
         "val_fraction": 0.2,
         "test_fraction": 0.4,
         "batch_size": 32,

@@ -80,7 +80,7 @@ def test_best_checkpoint_follows_val_map_and_keeps_the_auto_pos_weight(multilabe
 
     targets = instantiate(compose_config("train.yaml", out / "x", SMALL).data).train_targets()
     expected = (len(targets) - targets.sum(0)) / targets.sum(0)
-    assert torch.allclose(checkpoint["state_dict"]["pos_weight"], expected)
+    assert torch.allclose(checkpoint["state_dict"]["criterion.pos_weight"], expected)
     assert checkpoint["hyper_parameters"]["pos_weight"] == "auto"
 
 

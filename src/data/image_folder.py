@@ -304,9 +304,8 @@ class ImageFolderDataModule(InMemoryDataModule):
             or "auto": batched when the decoded images fit `in_memory_max_mb`.
         in_memory_max_mb: the most memory (MiB) the decoded images may take for pipeline=auto to
             hold them.
-        hflip: a key of older runs' configs (their transform lists read it); ignored.
         train_transforms, eval_transforms: torchvision transform lists instead of `augment`
-            (per_sample only; older runs' checkpoints carry them).
+            (per_sample only).
     """
 
     supported_tasks = ("multiclass", "multilabel")
@@ -325,7 +324,6 @@ class ImageFolderDataModule(InMemoryDataModule):
         manifest_dir: str | None = None,
         pipeline: str = "auto",
         in_memory_max_mb: float = 2048,
-        hflip: float | None = None,
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         train_transforms: Sequence[Any] | None = None,

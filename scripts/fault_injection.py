@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from src.callbacks.phase_marker import MARKER_ENV  # noqa: E402
-from src.tracking.files import PARTIAL_PREFIX, is_partial  # noqa: E402
+from src.core.files import PARTIAL_PREFIX, is_partial  # noqa: E402
 
 PHASES = ("train", "val", "save")
 SIGNALS = ("SIGTERM", "SIGKILL")

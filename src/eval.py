@@ -18,7 +18,8 @@ import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use
 from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero, leave_process_group
 from src.cli.instantiate import instantiate_loggers
 from src.cli.one_line_errors import hydra_errors_on_one_line, report_user_errors
-from src.models.checkpoint import RUN_CONFIG_KEY, classifier_from_checkpoint, read_checkpoint
+from src.core.runs import RUN_CONFIG_KEY
+from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.tracking.per_class import write_test_report
 from src.tracking.provenance import record_provenance
 from src.tracking.run_status import tensorboard_dir

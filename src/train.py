@@ -18,17 +18,17 @@ import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use
 from src.callbacks.last_checkpoint import LastCheckpoint
 from src.callbacks.preemption import exit_when_stopped
 from src.callbacks.run_config import RunConfigCheckpoint
-from src.cli.errors import ConfigError
 from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero, leave_process_group
 from src.cli.instantiate import instantiate_callbacks, instantiate_loggers
 from src.cli.one_line_errors import hydra_errors_on_one_line, in_multirun, report_user_errors
 from src.cli.resume import continue_in_place, refuse_changed_schedule
+from src.core.errors import ConfigError
+from src.core.metrics import BEST, check_metrics_are_logged, metric_value
 from src.models.checkpoint import resumable_checkpoint
 from src.models.classifier import ImageClassifier
 from src.models.init_from import load_initial_weights
 from src.tracking.checkpoint_io import trainer_plugins
 from src.tracking.hparams import flat_hyperparameters
-from src.tracking.metrics import BEST, check_metrics_are_logged, metric_value
 from src.tracking.per_class import write_test_report
 from src.tracking.provenance import record_provenance
 from src.tracking.run_status import TensorBoardSession, how_fit_ended, tensorboard_dir

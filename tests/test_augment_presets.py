@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.transforms import v2
 
-from src.cli.errors import user_error_in
+from src.core.errors import user_error_in
 from src.data.augmentation import (
     Augmentation,
     parse_augmentation,

@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.models import WeightsEnum, get_model, get_model_weights
 
 from scripts.make_example_data import save_png
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.data.digits import load_digit_images
 from src.eval import evaluate
 from src.models.nets.timm_net import TimmNet

@@ -4,7 +4,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from src.cli.errors import user_error_in
+from src.core.errors import user_error_in
 from src.eval import evaluate
 from src.train import train
 from tests.conftest import compose_config

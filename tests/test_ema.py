@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from src.callbacks.ema import EMA
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.train import train
 from tests.conftest import LEAN, SMALL_MULTILABEL, compose_config

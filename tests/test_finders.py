@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from src.callbacks.finders import BatchSizeFinder, LearningRateFinder, record_learning_rate
 from src.callbacks.run_config import RunConfigCheckpoint
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.models.checkpoint import read_checkpoint
 from src.tracking.report import compare
 from src.train import train

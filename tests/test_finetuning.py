@@ -10,8 +10,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from src.cli.errors import ConfigError
 from src.cli.instantiate import instantiate_callbacks
+from src.core.errors import ConfigError
 from src.models.classifier import ImageClassifier
 from src.models.init_from import load_initial_weights
 from src.train import train

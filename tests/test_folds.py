@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 from sklearn.datasets import load_digits
 
-from src.cli.errors import ConfigError, user_error_in
+from src.core.errors import ConfigError, user_error_in
 from src.data.folds import fold_indices, iterative_folds
 from src.tracking.report import compare
 from tests.helpers import QUIET, error_lines, run_in_process, run_script

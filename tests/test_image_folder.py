@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torchvision import tv_tensors
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.data.image_folder import ImageFolderDataModule, megabytes_in_memory
 from src.data.images import load_rgb_image, read_rgb_image
 from src.data.in_memory import TensorImageDataset

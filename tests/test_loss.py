@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.models.loss import ClassificationLoss
 
 WEIGHTS = [1, 2, 1, 1, 1, 1, 1, 1, 1, 3.0]

@@ -7,10 +7,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
+from src.core.metrics import metric_mode
 from src.data.digits import load_digit_images, stratified_split
 from src.eval import evaluate
-from src.tracking.metrics import metric_mode
 from src.train import train
 from tests.conftest import SMALL_MULTILABEL as SMALL
 from tests.conftest import compose_config

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.models.nets.cnn import SmallCNN
 from src.models.nets.torchvision_net import TorchvisionNet
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.models.optimizer import build_optimizer, check_optimizer
 
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01, "weight_decay": 0.0}

@@ -10,12 +10,12 @@ from hydra.utils import instantiate
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from src.core.metrics import metric_mode
 from src.data.digits import load_digit_images
 from src.data.transforms import eval_transform_of
 from src.eval import evaluate
 from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.models.classifier import MOVED_STATES
-from src.tracking.metrics import metric_mode
 from src.train import train
 from tests.conftest import compose_config
 from tests.helpers import (

@@ -7,7 +7,7 @@ import lightning as L
 import torch
 
 from src.callbacks.last_checkpoint import LastCheckpoint
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 
 
 class NonFiniteLoss(ConfigError):

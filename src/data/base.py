@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.data.augmentation import check_statistics, parse_augmentation
 from src.data.batch_mixing import mix_batch
 from src.data.folds import check_folds

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torchvision.datasets import CIFAR10
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.data.folds import fold_indices
 from src.data.in_memory import InMemoryDataModule
 

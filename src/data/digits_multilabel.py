@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.data.digits import load_digit_images, stratified_split
 from src.data.in_memory import InMemoryDataModule
 

@@ -9,7 +9,7 @@ close to 1/K in each fold, rarest labels first.
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 
 
 def check_folds(num_folds: int | None, fold: int) -> None:

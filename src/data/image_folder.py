@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.data.augmentation import per_sample_train_transform
 from src.data.base import (
     ClassificationDataModule,

@@ -8,13 +8,13 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
 
+from src.core.metrics import BEST, default_monitor
 from src.models.loss import ClassificationLoss
 from src.models.metrics import TaskMetrics
 from src.models.optimizer import build_optimizer, check_optimizer
 from src.models.param_groups import backbone_modules, freeze, keep_norms_frozen
 from src.models.settings import check_head_width, check_settings, set_matmul_precision, to_plain
 from src.models.tasks import probabilities
-from src.tracking.metrics import BEST, default_monitor
 from src.tracking.per_class import TestReport
 
 # Where checkpoints written before the loss and the metrics had modules of their own (up to

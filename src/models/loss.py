@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.models.tasks import inverse_frequency_weights, soft_target_cross_entropy
 
 MULTI_HOT = (

@@ -7,8 +7,8 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric, MinMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from src.core.metrics import BEST, metric_mode, per_class_metric
 from src.models.tasks import per_class_counts, per_class_metrics, task_metrics, training_predictions
-from src.tracking.metrics import BEST, metric_mode, per_class_metric
 from src.tracking.per_class import TestReport, per_class_rows
 
 

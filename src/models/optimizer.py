@@ -6,9 +6,9 @@ from typing import Any
 
 from torch import nn
 
-from src.cli.errors import ConfigError
-from src.cli.partial_settings import build_partial
+from src.core.errors import ConfigError
 from src.models.param_groups import parameter_groups
+from src.models.partial_settings import build_partial
 
 # Keys of a scheduler config that are Lightning's settings, not the scheduler's arguments.
 SCHEDULER_LIGHTNING_KEYS = ("interval", "frequency", "monitor")

@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from src.cli.errors import ConfigError
 from src.compat import BatchNorm
+from src.core.errors import ConfigError
 
 
 def head_prefixes(net: nn.Module) -> tuple[str, ...]:

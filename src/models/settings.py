@@ -7,9 +7,9 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
+from src.core.metrics import check_per_class_names
 from src.models.tasks import TASKS
-from src.tracking.metrics import check_per_class_names
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 

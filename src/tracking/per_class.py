@@ -14,8 +14,8 @@ from rich.table import Table
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
+from src.core.files import write_atomically
 from src.tracking.confusion_matrix import report_confusion_matrix
-from src.tracking.files import write_atomically
 
 TEXT_TAG = "test/per_class"  # TensorBoard's TEXT tab: test/per_class/text_summary in the files
 

@@ -9,7 +9,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from src.core.errors import ConfigError
 from src.core.metrics import metric_mode
-from src.data.digits import load_digit_images, stratified_split
+from src.data.digits import load_digit_images
+from src.data.splits import stratified_split
 from src.eval import evaluate
 from src.train import train
 from tests.conftest import SMALL_MULTILABEL as SMALL

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
+from src.core.metrics import metric_mode
 from src.tracking.figures import plot_curves, plot_group_curves
-from src.tracking.metrics import metric_mode
 from src.tracking.report import (
     check_columns,
     check_group_keys,

@@ -18,9 +18,9 @@ import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use
 from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero, leave_process_group
 from src.cli.instantiate import instantiate_loggers
 from src.cli.one_line_errors import hydra_errors_on_one_line, report_user_errors
-from src.models.checkpoint import RUN_CONFIG_KEY, classifier_from_checkpoint, read_checkpoint
-from src.tracking.confusion_matrix import report_confusion_matrix
-from src.tracking.per_class import report_per_class
+from src.core.runs import RUN_CONFIG_KEY
+from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
+from src.tracking.per_class import write_test_report
 from src.tracking.provenance import record_provenance
 from src.tracking.run_status import tensorboard_dir
 
@@ -40,17 +40,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         cfg.trainer, logger=instantiate_loggers(cfg.get("logger"))
     )
     trainer.test(model, datamodule=datamodule)
-    if model.confusion_matrix is not None:
-        report_confusion_matrix(
-            model.confusion_matrix,
-            model.hparams.class_names,
-            Path(cfg.paths.output_dir) / "confusion_matrix.csv",
-        )
-    report_per_class(
-        model.per_class_table,
-        Path(cfg.paths.output_dir) / "per_class.csv",
-        tensorboard_dir(trainer.loggers),
-        trainer.global_step,
+    out, class_names = Path(cfg.paths.output_dir), model.hparams.class_names
+    write_test_report(
+        model.test_report, class_names, out, tensorboard_dir(trainer.loggers), trainer.global_step
     )
     rank_zero_only(record_provenance)(Path(cfg.paths.output_dir))
     return {k: float(v) for k, v in trainer.callback_metrics.items()}

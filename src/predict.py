@@ -21,13 +21,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use)
-from src.cli.errors import ConfigError
 from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero, leave_process_group
 from src.cli.one_line_errors import hydra_errors_on_one_line, report_user_errors
+from src.core.errors import ConfigError
+from src.core.files import write_atomically
+from src.core.runs import RUN_CONFIG_KEY
 from src.data.predict_inputs import ImagePathDataset, find_images
 from src.data.transforms import eval_transform_of
-from src.models.checkpoint import RUN_CONFIG_KEY, classifier_from_checkpoint, read_checkpoint
-from src.tracking.files import write_atomically
+from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.tracking.provenance import record_provenance
 
 log = logging.getLogger(__name__)

@@ -18,19 +18,18 @@ import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use
 from src.callbacks.last_checkpoint import LastCheckpoint
 from src.callbacks.preemption import exit_when_stopped
 from src.callbacks.run_config import RunConfigCheckpoint
-from src.cli.errors import ConfigError
 from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero, leave_process_group
 from src.cli.instantiate import instantiate_callbacks, instantiate_loggers
 from src.cli.one_line_errors import hydra_errors_on_one_line, in_multirun, report_user_errors
 from src.cli.resume import continue_in_place, refuse_changed_schedule
+from src.core.errors import ConfigError
+from src.core.metrics import BEST, check_metrics_are_logged, metric_value
 from src.models.checkpoint import resumable_checkpoint
 from src.models.classifier import ImageClassifier
 from src.models.init_from import load_initial_weights
 from src.tracking.checkpoint_io import trainer_plugins
-from src.tracking.confusion_matrix import report_confusion_matrix
 from src.tracking.hparams import flat_hyperparameters
-from src.tracking.metrics import BEST, check_metrics_are_logged, metric_value
-from src.tracking.per_class import report_per_class
+from src.tracking.per_class import write_test_report
 from src.tracking.provenance import record_provenance
 from src.tracking.run_status import TensorBoardSession, how_fit_ended, tensorboard_dir
 from src.tracking.saved_config import record_in_saved_config
@@ -156,8 +155,8 @@ def _fit_and_test(
         if cfg.get("ckpt_path"):  # resumed where training had ended: nothing validated now
             with warnings.catch_warnings():  # the bests came back from the checkpoint
                 warnings.filterwarnings("ignore", message=".*compute.* before the .*update")
-                for name, best in model.val_best.items():
-                    metrics.setdefault(f"val/{name}{BEST}", best.compute())
+                for name, value in model.metrics.best_values().items():
+                    metrics.setdefault(f"val/{name}{BEST}", value)
 
     if cfg.get("test"):
         best = checkpoint_to_test(trainer, cfg.get("test_ckpt", "best"))
@@ -165,17 +164,10 @@ def _fit_and_test(
             log.warning("No checkpoint was saved: testing the current weights.")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(trainer.callback_metrics)
-        if model.confusion_matrix is not None:
-            report_confusion_matrix(
-                model.confusion_matrix,
-                model.hparams.class_names,
-                Path(cfg.paths.output_dir) / "confusion_matrix.csv",
-            )
-        report_per_class(
-            model.per_class_table,
-            Path(cfg.paths.output_dir) / "per_class.csv",
-            tensorboard_dir(loggers),
-            trainer.global_step,
+        out = Path(cfg.paths.output_dir)
+        class_names = model.hparams.class_names
+        write_test_report(
+            model.test_report, class_names, out, tensorboard_dir(loggers), trainer.global_step
         )
         if best:
             log.info(f"Tested checkpoint: {best}")

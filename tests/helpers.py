@@ -8,6 +8,7 @@ import runpy
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -53,6 +54,14 @@ def run_in_process(script: str, *args: str) -> subprocess.CompletedProcess:
             handler.close()
     returncode = code if isinstance(code, int) else int(code is not None)
     return subprocess.CompletedProcess(args, returncode, stdout.getvalue(), stderr.getvalue())
+
+
+def optimizer_of(model: Any, total_steps: int = 1) -> Any:
+    """What the model's configure_optimizers returns, built without a trainer."""
+    from src.models.optimizer import build_optimizer
+
+    hp = model.hparams
+    return build_optimizer(model.net, hp.optimizer, hp.scheduler, hp.backbone_lr_scale, total_steps)
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:

@@ -14,12 +14,12 @@ from lightning.pytorch.plugins import AsyncCheckpointIO, TorchCheckpointIO
 from lightning.pytorch.plugins.precision import MixedPrecision
 from omegaconf import OmegaConf
 
+import src.core.files as files
 import src.tracking.checkpoint_io as checkpoint_io
-import src.tracking.files as files
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
+from src.core.files import write_atomically
 from src.tracking.checkpoint_io import AtomicCheckpointIO, trainer_plugins
 from src.tracking.figures import save_figure
-from src.tracking.files import write_atomically
 from tests.helpers import QUIET, error_lines, run_folders, run_in_process, run_script, run_status
 
 QUICK = [

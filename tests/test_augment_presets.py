@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from torchvision.transforms import v2
 
 from src import compat
-from src.cli.errors import user_error_in
+from src.core.errors import user_error_in
 from src.data.augmentation import (
     Augmentation,
     parse_augmentation,
@@ -38,16 +38,19 @@ def test_every_data_set_lists_every_augmentation_key(data):
     assert not parse_augmentation(cfg.data.augment).mixing  # mixing is opt-in
 
 
-@pytest.mark.parametrize("data", ["digits", "digits_multilabel"])
+@pytest.mark.parametrize("data", ["digits", "digits_multilabel", "cifar10"])
 @pytest.mark.parametrize("preset", PRESETS)
-def test_a_preset_replaces_the_data_sets_augmentation_key_by_key(data, preset):
+def test_a_preset_replaces_the_data_sets_augmentation_whole(data, preset):
     cfg = compose_config("train.yaml", Path("unused"), [f"data={data}", f"augment={preset}"])
+    base = OmegaConf.load(CONFIG_DIR / "augment" / "none.yaml")  # every key, all off
     written = OmegaConf.load(CONFIG_DIR / "augment" / f"{preset}.yaml")
-    assert set(written) == KEYS  # every key, so nothing of the data set's own block is left
-    assert OmegaConf.to_container(cfg.data.augment) == OmegaConf.to_container(written)
+    changed = {k: v for k, v in OmegaConf.to_container(written).items() if k != "defaults"}
+    expected = {**OmegaConf.to_container(base), **changed}
+    assert set(base) == KEYS  # nothing of the data set's own block is left
+    assert OmegaConf.to_container(cfg.data.augment) == expected
     assert cfg.data._target_.endswith("DataModule")  # the rest of data.* is the data set's
-    module = hydra.utils.instantiate(cfg.data)
-    assert module.augmentation.policy == written.policy  # null for none and light
+    module = hydra.utils.instantiate(cfg.data)  # (CIFAR-10 downloads in prepare_data only)
+    assert module.augmentation.policy == expected["policy"]  # null for none and light
 
 
 def test_a_preset_and_a_command_line_key_compose():

@@ -9,15 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub.errors import LocalEntryNotFoundError
-from hydra.utils import instantiate
 from torch import nn
 from torchvision.models import WeightsEnum, get_model, get_model_weights
 
 from scripts.make_example_data import save_png
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.data.digits import load_digit_images
 from src.eval import evaluate
-from src.models.checkpoint import classifier_from_checkpoint
 from src.models.nets.timm_net import TimmNet
 from src.models.nets.torchvision_net import TorchvisionNet, classification_models
 from src.predict import predict
@@ -267,37 +265,3 @@ def test_model_resnet50_is_the_torchvision_net(tmp_path):
     assert "freeze_backbone" not in cfg.model.net
     recipe = compose_config("train.yaml", tmp_path, [*FAST, "experiment=cifar10_resnet50"])
     assert recipe.model.net.small_input_stem is True
-
-
-# What model=resnet50 wrote before model=torchvision: hparams naming the old class and its args.
-OLD_RESNET50 = [
-    "model=resnet50",
-    "model.net._target_=src.models.nets.resnet.ResNet50",
-    "~model.net.name",
-    "model.net.small_input_stem=true",
-    "+model.net.freeze_backbone=true",
-]
-
-
-def test_the_old_resnet50_class_rebuilds_from_its_checkpoint_without_downloading(tmp_path, offline):
-    cfg = compose_config("train.yaml", tmp_path, [*FAST, *OLD_RESNET50])
-    model = instantiate(
-        cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler, _recursive_=False
-    )
-    hparams = dict(model.hparams)
-    hparams["net"] = {**hparams["net"], "weights": "IMAGENET1K_V2"}  # a pretrained run's record
-    state = {
-        k: torch.randn_like(v) if v.is_floating_point() else v
-        for k, v in model.state_dict().items()
-    }
-    rebuilt = classifier_from_checkpoint({"state_dict": state, "hyper_parameters": hparams})
-    assert type(rebuilt.net).__name__ == "ResNet50" and rebuilt.net.freeze_backbone
-    assert all(torch.equal(v, state[k]) for k, v in rebuilt.state_dict().items())
-
-
-@pytest.mark.slow
-def test_a_checkpoint_of_the_old_resnet50_class_evaluates_and_predicts(tmp_path, images):
-    train_evaluate_predict(tmp_path, images, [*OLD_RESNET50, "data.image_size=16"])
-    checkpoint = torch.load(tmp_path / "train" / "checkpoints" / "best.ckpt", weights_only=True)
-    net = checkpoint["hyper_parameters"]["net"]
-    assert net["_target_"] == "src.models.nets.resnet.ResNet50" and net["freeze_backbone"]

@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.utilities.data import _update_dataloader
 from torch.utils.data import DistributedSampler
 
-from src.cli.errors import user_error_in
+from src.core.errors import user_error_in
 from src.data.augmentation import (
     parse_augmentation,
     per_sample_eval_transform,

@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 from torchvision.datasets import CIFAR10
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.train import train
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

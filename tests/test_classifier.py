@@ -4,10 +4,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from src.cli.errors import user_error_in
+from src.core.errors import user_error_in
 from src.eval import evaluate
 from src.train import train
 from tests.conftest import compose_config
+from tests.helpers import optimizer_of
 
 
 def build(cfg):
@@ -40,7 +41,7 @@ def test_settings_are_checked_when_the_model_is_built(train_cfg, override, messa
 
 def test_a_scheduler_config_reaches_the_optimizer(train_cfg):
     model = build(train_cfg("scheduler=step", "scheduler.step_size=3", "scheduler.gamma=0.5"))
-    scheduler = model.configure_optimizers()["lr_scheduler"]
+    scheduler = optimizer_of(model)["lr_scheduler"]
     assert (scheduler["scheduler"].step_size, scheduler["scheduler"].gamma) == (3, 0.5)
     assert scheduler["interval"] == "epoch"
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from src.callbacks.ema import EMA
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.train import train
 from tests.conftest import LEAN, SMALL_MULTILABEL, compose_config
@@ -118,7 +118,7 @@ def test_validation_best_ckpt_test_and_predict_use_the_average(tmp_path: Path):
     assert_close(checkpoint["current_model_state"], raw)
     assert_close(weights(classifier_from_checkpoint(checkpoint)), average)
     # the val/*_best states are the model's, not the average's stale copy (-inf)
-    assert checkpoint["state_dict"]["val_best.acc.max_value"] == pytest.approx(
+    assert checkpoint["state_dict"]["metrics.val_best.acc.max_value"] == pytest.approx(
         metrics["val/acc_best"]
     )
 
@@ -160,9 +160,11 @@ def test_multilabel_pos_weight_auto_stays_exact_under_the_average(tmp_path: Path
     ]
     metrics = train(compose_config("train.yaml", tmp_path, overrides))
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "best.ckpt")
-    found = checkpoint["current_model_state"]["pos_weight"]
+    found = checkpoint["current_model_state"]["criterion.pos_weight"]
     assert (found > 1).all()  # negatives outnumber positives for every label
-    assert torch.equal(checkpoint["state_dict"]["pos_weight"], found)  # a lerp keeps constants
-    assert checkpoint["state_dict"]["val_best.map.max_value"] == pytest.approx(
+    assert torch.equal(
+        checkpoint["state_dict"]["criterion.pos_weight"], found
+    )  # a lerp keeps constants
+    assert checkpoint["state_dict"]["metrics.val_best.map.max_value"] == pytest.approx(
         metrics["val/map_best"]
     )

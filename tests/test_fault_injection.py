@@ -1,6 +1,6 @@
-"""scripts/fault_injection.py: real runs killed by SIGTERM and SIGKILL during training, validation
-and checkpoint saving, resumed with resume=auto, lose nothing (slow); and its checks catch what
-they are there to catch (fast)."""
+"""tests/fault_injection/harness.py: real runs killed by SIGTERM and SIGKILL during training,
+validation and checkpoint saving, resumed with resume=auto, lose nothing (slow); and its checks
+catch what they are there to catch (fast)."""
 
 import json
 import random
@@ -13,7 +13,7 @@ import pytest
 import torch
 from lightning.pytorch.demos.boring_classes import BoringModel
 
-from scripts.fault_injection import (
+from tests.fault_injection.harness import (
     PHASES,
     SIGNALS,
     Kill,
@@ -28,7 +28,7 @@ from scripts.fault_injection import (
     plan_kills,
     read_marker,
 )
-from src.callbacks.phase_marker import MARKER_ENV, PhaseMarker
+from tests.fault_injection.phase_marker import MARKER_ENV, PhaseMarker
 from tests.helpers import run_script
 
 
@@ -215,7 +215,7 @@ def test_killed_and_resumed_runs_lose_nothing(tmp_path):
     from epoch ends equal to the uninterrupted one, at most an epoch of steps lost. Seed 3 also
     sends SIGTERM in an epoch's last step and in the run's last validation."""
     result = run_script(
-        "scripts/fault_injection.py", "--kills", "6", "--seed", "3", "--out", str(tmp_path),
+        "tests/fault_injection/harness.py", "--kills", "6", "--seed", "3", "--out", str(tmp_path),
         timeout=600,
     )  # fmt: skip
     output = result.stdout + result.stderr

@@ -14,12 +14,12 @@ from omegaconf import OmegaConf
 
 from src.callbacks.finders import BatchSizeFinder, LearningRateFinder, record_learning_rate
 from src.callbacks.run_config import RunConfigCheckpoint
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.models.checkpoint import read_checkpoint
 from src.tracking.report import compare
 from src.train import train
 from tests.conftest import LEAN, compose_config
-from tests.helpers import session_hparams, tensorboard_events, tensorboard_scalars
+from tests.helpers import optimizer_of, session_hparams, tensorboard_events, tensorboard_scalars
 
 QUICK = [
     *LEAN,
@@ -140,7 +140,7 @@ def test_a_one_cycle_max_lr_read_from_the_old_lr_follows_the_new_one(tmp_path):
     record_learning_rate(SimpleNamespace(callbacks=[run_config]), model, 0.02)
     assert model.hparams.optimizer["lr"] == model.hparams.scheduler["max_lr"] == 0.02
     assert run_config.config["optimizer"]["lr"] == run_config.config["scheduler"]["max_lr"] == 0.02
-    scheduler = model.configure_optimizers()["lr_scheduler"]["scheduler"]
+    scheduler = optimizer_of(model)["lr_scheduler"]["scheduler"]
     assert scheduler.optimizer.param_groups[0]["max_lr"] == 0.02
 
 

@@ -10,12 +10,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from src.cli.errors import ConfigError
 from src.cli.instantiate import instantiate_callbacks
+from src.core.errors import ConfigError
 from src.models.classifier import ImageClassifier
 from src.models.init_from import load_initial_weights
 from src.train import train
 from tests.conftest import SMALL_MULTILABEL
+from tests.helpers import optimizer_of
 
 # a couple of batches of each stage, so a test trains for real but fast
 SHORT = [
@@ -48,7 +49,7 @@ def weights(model: nn.Module) -> dict[str, torch.Tensor]:
 def test_backbone_lr_scale_gives_the_backbone_a_tenth_of_the_heads_lr(train_cfg):
     cfg = train_cfg("optimizer=adamw", "optimizer.lr=0.002", "model.backbone_lr_scale=0.1")
     model = build(cfg)
-    groups = model.configure_optimizers().param_groups
+    groups = optimizer_of(model).param_groups
     by_name = {g["name"]: g for g in groups}
     assert set(by_name) == {"head", "head/no_decay", "backbone", "backbone/no_decay"}
     assert by_name["head"]["lr"] == pytest.approx(0.002)
@@ -79,7 +80,7 @@ def test_the_trainer_uses_the_groups_and_logs_the_heads_lr(train_cfg):
 
 def test_decay_norm_and_bias_keeps_one_group(train_cfg):
     cfg = train_cfg("optimizer=adamw", "optimizer.decay_norm_and_bias=true")
-    groups = build(cfg).configure_optimizers().param_groups
+    groups = optimizer_of(build(cfg)).param_groups
     assert len(groups) == 1 and groups[0]["weight_decay"] == pytest.approx(0.01)
 
 

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torchvision import tv_tensors
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.data.image_folder import ImageFolderDataModule, megabytes_in_memory
 from src.data.images import load_rgb_image, read_rgb_image
 from src.data.in_memory import TensorImageDataset
@@ -471,14 +471,13 @@ OLD_TRANSFORMS = [
 ]
 
 
-def test_an_older_runs_transform_lists_still_build_stream_and_predict(tmp_path):
-    """The data config of a checkpoint written before `augment`: hflip and transform lists."""
+def test_transform_lists_build_stream_and_predict(tmp_path):
+    """Torchvision transform lists instead of `augment`: streamed per sample, as predict does."""
     write_sizes(tmp_path, [(40, 24), (24, 36), (30, 30), (50, 20), (28, 44)])
     data = {
         "_target_": "src.data.image_folder.ImageFolderDataModule",
         "root": str(tmp_path),
         "image_size": 64,
-        "hflip": 0.5,
         "val_fraction": 0.2,
         "test_fraction": 0.4,
         "batch_size": 32,

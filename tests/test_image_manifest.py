@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 import src.data.image_checks as image_checks
-from src.cli.errors import user_error_in
+from src.core.errors import user_error_in
 from src.data.manifest import manifest_file
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torchmetrics.classification import MultilabelF1Score
 
-from src.cli.errors import ConfigError
 from src.cli.resolvers import gpu_mixed_precision
+from src.core.errors import ConfigError
 from src.data.digits import DigitsDataModule
 from src.models.tasks import task_metrics, training_predictions
 from src.train import train

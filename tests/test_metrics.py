@@ -7,9 +7,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from sklearn.metrics import precision_score, recall_score
 
-from src.cli.errors import ConfigError, one_line_reason, user_error_in
+from src.core.errors import ConfigError, one_line_reason, user_error_in
+from src.core.metrics import DIRECTIONS, default_monitor, metric_mode
 from src.models.tasks import task_metrics
-from src.tracking.metrics import DIRECTIONS, default_monitor, metric_mode
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """MixUp and CutMix: soft targets, the mixing weights' distribution, the pasted area, the switch-off
-epoch, reproducibility, the loss and training metrics on mixed targets, and what a run shows."""
+epoch, reproducibility and what a run shows (the loss and training metrics on mixed targets:
+tests/test_loss.py, tests/test_task_metrics.py)."""
 
 from pathlib import Path
 from types import SimpleNamespace
@@ -126,60 +127,6 @@ def test_the_same_generator_mixes_the_same_way():
     assert not all(torch.equal(a, b) for a, b in zip(mix(7), mix(8), strict=True))
 
 
-def test_the_loss_takes_soft_targets_with_class_weights_and_label_smoothing(train_cfg):
-    cfg = train_cfg("model.class_weights=[1,2,1,1,1,1,1,1,1,3]", "model.label_smoothing=0.1")
-    model = instantiate(cfg.model, optimizer=cfg.optimizer, _recursive_=False)
-    x, soft = torch.randn(8, 3, 32, 32), torch.rand(8, 10).softmax(dim=1)
-    loss, logits, _ = model._loss((x, soft), mixed=True)
-    weight = torch.tensor([1, 2, 1, 1, 1, 1, 1, 1, 1, 3.0])
-    smoothed = soft * 0.9 + 0.1 / 10
-    # averaged by the targets' summed class weight, as PyTorch averages class-index targets
-    expected = -(weight * smoothed * logits.log_softmax(dim=1)).sum() / (soft @ weight).sum()
-    assert torch.allclose(loss, expected, atol=1e-5)
-
-
-@pytest.mark.parametrize("weights", ["[1,2,1,1,1,1,1,1,1,3]", "[5,5,5,5,5,5,5,5,5,5]", "null"])
-def test_one_hot_float_targets_give_the_loss_of_their_class_indices(train_cfg, weights):
-    """When mixing switches off (mixup_off_epoch) or draws an unmixed batch, the loss keeps its
-    scale: with class weights, PyTorch's mean over probability targets divides by the batch size,
-    its mean over class indices by their summed weight."""
-    cfg = train_cfg(f"model.class_weights={weights}", "model.label_smoothing=0.1")
-    model = instantiate(cfg.model, optimizer=cfg.optimizer, _recursive_=False)
-    x, labels = torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 9, 9, 2, 1, 9, 0])
-    soft_loss, logits, _ = model._loss((x, F.one_hot(labels, 10).float()), mixed=True)
-    assert torch.allclose(soft_loss, model.criterion(logits, labels), atol=1e-6)
-
-
-def test_training_metrics_score_the_dominant_label(train_cfg):
-    cfg = train_cfg()
-    model = instantiate(cfg.model, optimizer=cfg.optimizer, _recursive_=False)
-    model.log = lambda *args, **kwargs: None  # no trainer here
-    model.eval()  # the same predictions here and in training_step (batch norm, dropout)
-    x = torch.randn(32, 3, 32, 32)
-    with torch.no_grad():
-        predicted = model(x).argmax(dim=1)
-    # a 0.7 / 0.3 mix: half the images have the predicted class as their larger share
-    other = (predicted + 1) % 10
-    dominant = torch.where(torch.arange(32) < 16, predicted, other)
-    soft = 0.7 * F.one_hot(dominant, 10) + 0.3 * F.one_hot((dominant + 3) % 10, 10)
-    model.training_step((x, soft.float()), 0)
-    assert model.train_metrics.compute()["train/acc"] == pytest.approx(0.5)
-
-
-def test_multilabel_training_metrics_score_labels_with_half_their_weight_or_more(train_cfg):
-    cfg = train_cfg("data=digits_multilabel")
-    model = instantiate(cfg.model, optimizer=cfg.optimizer, _recursive_=False)
-    model.log = lambda *args, **kwargs: None
-    model.eval()
-    x = torch.randn(4, 3, 32, 32)
-    with torch.no_grad():
-        predicted = (model(x) > 0).float()
-    # labels with 0.6 of the weight are the dominant ones: they match the predictions exactly
-    soft = 0.6 * predicted + 0.4 * (1 - predicted)
-    model.training_step((x, soft), 0)
-    assert model.train_metrics.compute()["train/exact_match"] == pytest.approx(1.0)
-
-
 @pytest.mark.parametrize("pipeline", ["batched", "per_sample"])
 def test_both_pipelines_mix_training_batches_only_until_mixup_off_epoch(pipeline):
     cfg = compose_config("train.yaml", Path("unused"), ["data.augment.mixup_alpha=0.2"])
@@ -273,21 +220,3 @@ def test_multilabel_digits_with_mixup_reach_095_val_map(tmp_path: Path):
     metrics = train(compose_config("train.yaml", tmp_path, overrides))
     print(f"multi-label digits with mixup: val/map_best {float(metrics['val/map_best']):.4f}")
     assert metrics["val/map_best"] >= 0.95
-
-
-def test_the_soft_target_loss_stays_float32_under_bf16_autocast(train_cfg):
-    """MixUp/CutMix targets and their class-weight normaliser are not rounded to bf16 under
-    mixed precision (bf16 rounds by ~4e-3): the loss equals the float32 one of the same logits."""
-    cfg = train_cfg("model.class_weights=[1,2,1,1,1,1,1,1,1,3]", "model.label_smoothing=0.1")
-    model = instantiate(cfg.model, optimizer=cfg.optimizer, _recursive_=False)
-    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    soft = torch.rand(8, 10, generator=torch.Generator().manual_seed(1)).softmax(dim=1)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, logits, _ = model._loss((x, soft), mixed=True)
-    assert logits.dtype == torch.bfloat16  # the network did run in bf16
-    weight = torch.tensor([1, 2, 1, 1, 1, 1, 1, 1, 1, 3.0])
-    smoothed = soft * 0.9 + 0.1 / 10
-    log_p = logits.float().log_softmax(dim=1)
-    expected = -(weight * smoothed * log_p).sum() / (soft @ weight).sum()
-    assert loss.dtype == torch.float32
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)

@@ -7,10 +7,11 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from src.cli.errors import ConfigError
-from src.data.digits import load_digit_images, stratified_split
+from src.core.errors import ConfigError
+from src.core.metrics import metric_mode
+from src.data.digits import load_digit_images
+from src.data.splits import stratified_split
 from src.eval import evaluate
-from src.tracking.metrics import metric_mode
 from src.train import train
 from tests.conftest import SMALL_MULTILABEL as SMALL
 from tests.conftest import compose_config
@@ -80,7 +81,7 @@ def test_best_checkpoint_follows_val_map_and_keeps_the_auto_pos_weight(multilabe
 
     targets = instantiate(compose_config("train.yaml", out / "x", SMALL).data).train_targets()
     expected = (len(targets) - targets.sum(0)) / targets.sum(0)
-    assert torch.allclose(checkpoint["state_dict"]["pos_weight"], expected)
+    assert torch.allclose(checkpoint["state_dict"]["criterion.pos_weight"], expected)
     assert checkpoint["hyper_parameters"]["pos_weight"] == "auto"
 
 

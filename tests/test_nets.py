@@ -1,14 +1,12 @@
-"""The networks: output shapes, the CIFAR stem, and the ResNet50 class of older checkpoints
-(freezing, pretrained loading)."""
+"""The networks: output shapes, the CIFAR stem, pretrained loading and its offline errors."""
 
 import pytest
 import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.models.nets.cnn import SmallCNN
-from src.models.nets.resnet import ResNet50
 from src.models.nets.torchvision_net import TorchvisionNet
 
 
@@ -23,32 +21,16 @@ def test_small_cnn_maps_any_image_size_to_class_logits(size, hidden_dim):
 
 
 def test_resnet50_small_input_stem_keeps_32px_resolution():
-    net = ResNet50(num_classes=10, small_input_stem=True)
+    net = TorchvisionNet("resnet50", num_classes=10, small_input_stem=True)
     assert net.model.conv1.kernel_size == (3, 3) and net.model.conv1.stride == (1, 1)
     assert isinstance(net.model.maxpool, nn.Identity)
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_frozen_backbone_trains_only_the_head_and_keeps_batchnorm_statistics():
-    net = ResNet50(num_classes=3, freeze_backbone=True).train()
-    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
-    assert trainable == {"model.fc.weight", "model.fc.bias"}
-    assert not any(m.training for m in net.modules() if isinstance(m, nn.BatchNorm2d))
-
-
-def test_a_frozen_backbone_stays_frozen_when_ddp_syncs_its_batchnorm():
-    # trainer=ddp (sync_batchnorm: true) swaps every BatchNorm2d for a SyncBatchNorm
-    net = nn.SyncBatchNorm.convert_sync_batchnorm(ResNet50(num_classes=3, freeze_backbone=True))
-    synced = [m for m in net.modules() if isinstance(m, nn.SyncBatchNorm)]
-    assert len(synced) == 53
-    net.train()
-    assert not any(m.training for m in synced)
-
-
 def test_pretrained_weights_keep_the_backbone_and_replace_the_head(monkeypatch):
     pretrained = resnet50().state_dict()  # stands in for the downloaded ImageNet weights
     monkeypatch.setattr(ResNet50_Weights, "get_state_dict", lambda self, **_: pretrained)
-    net = ResNet50(num_classes=5, weights="IMAGENET1K_V2")
+    net = TorchvisionNet("resnet50", num_classes=5, weights="IMAGENET1K_V2")
     assert torch.equal(net.model.layer4[2].conv3.weight, pretrained["layer4.2.conv3.weight"])
     assert torch.equal(net.model.conv1.weight, pretrained["conv1.weight"])
     assert net.model.fc.out_features == 5
@@ -57,7 +39,7 @@ def test_pretrained_weights_keep_the_backbone_and_replace_the_head(monkeypatch):
 def test_pretrained_weights_offline_give_one_clear_line(monkeypatch, tmp_path, offline):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: it must download
     with pytest.raises(ConfigError) as error:
-        ResNet50(num_classes=10, weights="IMAGENET1K_V1")
+        TorchvisionNet("resnet50", num_classes=10, weights="IMAGENET1K_V1")
     message = str(error.value)
     assert (
         "could not download the resnet50 weights IMAGENET1K_V1 (network is unreachable" in message
@@ -69,13 +51,4 @@ def test_pretrained_weights_offline_give_one_clear_line(monkeypatch, tmp_path, o
 
 def test_unknown_weight_names_are_refused():
     with pytest.raises(ConfigError, match="IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT or null"):
-        ResNet50(num_classes=10, weights="imagenet")
-
-
-def test_the_old_resnet50_has_the_keys_and_head_of_model_resnet50():
-    old = ResNet50(num_classes=4, small_input_stem=True)
-    new = TorchvisionNet("resnet50", num_classes=4, small_input_stem=True)
-    assert old.head_prefixes == new.head_prefixes == ("model.fc",)
-    assert {k: v.shape for k, v in old.state_dict().items()} == {
-        k: v.shape for k, v in new.state_dict().items()
-    }
+        TorchvisionNet("resnet50", num_classes=10, weights="imagenet")

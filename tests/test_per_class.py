@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassStatScores, MultilabelStatScores
 from torchmetrics.functional.classification import multilabel_average_precision, multilabel_f1_score
 
-from src.cli.errors import user_error_in
+from src.core.errors import user_error_in
 from src.tracking.per_class import per_class_rows
 from src.train import train
 from tests.conftest import FAST, SMALL_MULTILABEL, compose_config

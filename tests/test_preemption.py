@@ -159,7 +159,7 @@ def test_sigterm_during_validation_stops_after_that_validation(tmp_path, uninter
 def test_sigterm_in_an_epochs_last_step_waits_for_its_validation_and_resumes(
     tmp_path, uninterrupted
 ):
-    """Found by scripts/fault_injection.py: a stop passed on in the last step cut the epoch's
+    """Found by tests/fault_injection/harness.py: a stop passed on in the last step cut the epoch's
     validation short, and the resume from that checkpoint crashed in early stopping."""
     command = [*SHORT, "test=false", "trainer.max_epochs=2", f"paths.log_dir={tmp_path}"]
     last_step = signal_at(1, hook="on_train_batch_end", batch=STEPS_PER_EPOCH - 1)
@@ -174,8 +174,8 @@ def test_sigterm_in_an_epochs_last_step_waits_for_its_validation_and_resumes(
 
 
 def test_a_run_stopped_in_its_last_validation_resumes_to_finished(tmp_path):
-    """Found by scripts/fault_injection.py: resuming where training had ended validated nothing,
-    and the run then failed on its optimized metric."""
+    """Found by tests/fault_injection/harness.py: resuming where training had ended validated
+    nothing, and the run then failed on its optimized metric."""
     command = [*SHORT, "test=false", "trainer.max_epochs=2", f"paths.log_dir={tmp_path}"]
     during_last_validation = signal_at(2, hook="on_validation_batch_end", batch=0)
     stopped = run_in_process("src/train.py", *command, *during_last_validation)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from scripts.compare_runs import main as compare_runs
 from src import PROJECT_ROOT
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.eval import evaluate
 from src.predict import predict
 from src.tracking.provenance import PACKAGES, collect_provenance, record_provenance

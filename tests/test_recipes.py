@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from scripts.make_hard_shapes import SHAPES, write_hard_shapes
 from src.train import train
@@ -64,14 +63,6 @@ def test_the_command_line_wins_over_the_recipe_wherever_it_stands(train_cfg, sha
     assert cfg.optimizer._target_ == "torch.optim.SGD"
     assert cfg.scheduler._target_ == "torch.optim.lr_scheduler.CosineAnnealingLR"
     assert (cfg.trainer.max_epochs, cfg.model.label_smoothing) == (3, 0.2)
-
-
-def test_experiment_image_folder_scratch_is_the_default_recipe(train_cfg, shapes):
-    default = train_cfg(*FOLDER, f"data.root={shapes}")
-    named = train_cfg("experiment=image_folder_scratch", *FOLDER[1:], f"data.root={shapes}")
-    for group in ("data", "model", "optimizer", "scheduler", "trainer", "callbacks"):
-        assert OmegaConf.to_container(named[group]) == OmegaConf.to_container(default[group])
-    assert "scratch" in named.tags
 
 
 def test_the_recipe_trains_and_tests_on_a_folder(train_cfg, shapes):

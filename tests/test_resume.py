@@ -12,13 +12,13 @@ import torch
 import yaml
 
 from src.callbacks.last_checkpoint import LastCheckpoint, parse_interval
-from src.cli.errors import ConfigError
 from src.cli.resume import (
     command_overrides,
     find_unfinished_run,
     refuse_changed_schedule,
     resume_folder,
 )
+from src.core.errors import ConfigError
 from src.tracking.run_status import TensorBoardSession
 from tests.conftest import compose_config
 from tests.helpers import error_lines, run_folders, run_in_process, tensorboard_events

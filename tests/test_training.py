@@ -10,11 +10,12 @@ from hydra.utils import instantiate
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from src.core.metrics import metric_mode
 from src.data.digits import load_digit_images
 from src.data.transforms import eval_transform_of
 from src.eval import evaluate
 from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
-from src.tracking.metrics import metric_mode
+from src.models.classifier import MOVED_STATES
 from src.train import train
 from tests.conftest import compose_config
 from tests.helpers import (
@@ -172,19 +173,23 @@ def test_eval_reproduces_the_test_metrics_from_the_checkpoint_alone(default_run,
     assert (tmp_path / "per_class.csv").read_text() == (out / "per_class.csv").read_text()
 
 
-def test_a_checkpoint_from_before_per_metric_bests_still_evaluates(default_run, tmp_path):
+def test_a_checkpoint_from_before_the_loss_and_metrics_modules_still_evaluates(
+    default_run, tmp_path
+):
     out, metrics = default_run
     checkpoint = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
     state = checkpoint["state_dict"]
-    for key in [k for k in state if k.startswith("val_best.")]:  # as such files were written
-        del state[key]
-    state["val_best.max_value"] = torch.tensor(0.97)
+    best = float(state["metrics.val_best.acc.max_value"])
+    for new, old in [(new, old) for old, new in MOVED_STATES.items()]:  # as such files were
+        for key in [k for k in state if k == new or (new.endswith(".") and k.startswith(new))]:
+            state[old + key[len(new) :]] = state.pop(key)
+    assert "pos_weight" in state and "val_best.acc.max_value" in state
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
     cfg = compose_config("eval.yaml", tmp_path / "eval", [f"ckpt_path={old}"])
     assert evaluate(cfg)["test/acc"] == metrics["test/acc"]
     model = classifier_from_checkpoint(torch.load(old, weights_only=True))
-    assert model.val_best["acc"].compute() == pytest.approx(0.97)
+    assert model.metrics.val_best["acc"].compute() == pytest.approx(best)
 
 
 OLD_DIGITS_TRANSFORMS = [  # what data=digits held before data.augment: torchvision lists

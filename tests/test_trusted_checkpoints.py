@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from src import PROJECT_ROOT
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.models.trusted_config import refuse_untrusted
 from src.train import train
 from tests.conftest import LEAN, compose_config

@@ -9,8 +9,8 @@ from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
-from src.cli.errors import ConfigError
 from src.compat import foreach_copy_, foreach_lerp_
+from src.core.errors import ConfigError
 
 
 def ema_update(decay: float) -> Callable[[Sequence[Tensor], Sequence[Tensor], Any], None]:

@@ -17,8 +17,8 @@ from lightning.pytorch.utilities.seed import isolate_rng
 
 from src.callbacks.run_config import record_applied
 from src.callbacks.tensorboard import tensorboard_writer
-from src.cli.errors import ConfigError
 from src.compat import forget_train_loader
+from src.core.errors import ConfigError
 from src.tracking.figures import save_figure  # also: matplotlib's file-only backend
 
 log = logging.getLogger(__name__)

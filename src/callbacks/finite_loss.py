@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from src.callbacks.last_checkpoint import LastCheckpoint
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 
 
 class NonFiniteLoss(ConfigError):

@@ -9,7 +9,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 
 INTERVAL_EXAMPLE = 'callbacks.last_checkpoint.train_time_interval="00:00:30:00" (30 minutes)'
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 import lightning as L
 
 from src.callbacks.tensorboard import tensorboard_writer
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 
 CATEGORY = "train and validation"  # the heading the charts appear under
 

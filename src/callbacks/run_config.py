@@ -6,7 +6,7 @@ from typing import Any
 
 import lightning as L
 
-from src.models.checkpoint import RUN_CONFIG_KEY
+from src.core.runs import RUN_CONFIG_KEY
 from src.tracking.hparams import APPLIED
 from src.tracking.provenance import PROVENANCE_KEY
 

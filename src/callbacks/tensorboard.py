@@ -59,11 +59,14 @@ class TestFigures(L.Callback):
         writer = tensorboard_writer(trainer)
         if writer is None:
             return
+        report = getattr(pl_module, "test_report", None)  # src/tracking/per_class.py's
+        if report is None:
+            return
         class_names = list(pl_module.hparams.class_names)
-        if getattr(pl_module, "confusion_matrix", None) is not None:
-            figure = confusion_matrix_figure(pl_module.confusion_matrix, class_names)
+        if report.confusion_matrix is not None:
+            figure = confusion_matrix_figure(report.confusion_matrix, class_names)
             writer.add_figure("test/confusion_matrix", figure, trainer.global_step)
-        scores = getattr(pl_module, "per_class_scores", {})
+        scores = report.per_class_scores
         if "ap" in scores:
             figure = average_precision_bars(scores["ap"], class_names)
             writer.add_figure("test/per_class_ap", figure, trainer.global_step)

@@ -1,5 +1,4 @@
 """What makes the command line pleasant: one-line errors, resolvers, extras, instantiation.
 
-Like src/tracking, a lower package: it never imports data, models, callbacks, sweepers or the
-entry points.
+A lower package: it imports only src/core (tests/test_structure.py).
 """

@@ -11,7 +11,7 @@ import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from src.tracking.files import write_atomically
+from src.core.files import write_atomically
 
 # The groups printed first, in this order; the rest follow as composed.
 PRINT_FIRST = ("data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer", "paths")

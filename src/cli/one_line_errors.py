@@ -22,9 +22,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from src.cli.errors import RAISED_IN_RESOLVER, ConfigError, user_error_in
 from src.cli.trainer_args import check_trainer_config, trainer_class, unknown_key_message
-from src.tracking.files import cannot_write_line
+from src.core.errors import RAISED_IN_RESOLVER, ConfigError, user_error_in
+from src.core.files import cannot_write_line
 
 log = logging.getLogger(__name__)
 

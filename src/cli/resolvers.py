@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 
 from src import PROJECT_ROOT
 from src.cli.resume import kept_subdir, resume_folder
-from src.tracking.hparams import is_hyperparameter
-from src.tracking.metrics import default_monitor, metric_mode
+from src.core.hparams import is_hyperparameter
+from src.core.metrics import default_monitor, metric_mode
 
 JOB_DIR_LENGTH = 120  # the most characters of a sweep job's folder name
 

@@ -22,22 +22,19 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src import PROJECT_ROOT
-from src.cli.errors import ConfigError
 from src.compat import batches_that_stepped
+from src.core.errors import ConfigError
+from src.core.runs import RUN_CONFIG_KEY, SLURM_JOB, STATUS_FILE, run_status
 
 log = logging.getLogger(__name__)
 
 # Overrides a resumed run may change: resume itself and how long the run trains. Any other
 # difference makes another command, so another run.
 MAY_CHANGE = ("resume", "trainer.max_epochs", "trainer.max_time")
-# Statuses of a run that did not end, as src/tracking/run_records.py reads them: `crashed` is
+# Statuses of a run that did not end, as src/core/runs.py reads them: `crashed` is
 # running with its process gone. A run last seen running on another machine (`unknown`) is
 # continued only by the same SLURM job, requeued: it may still be running.
 UNFINISHED = ("interrupted", "failed", "crashed")
-# The run's latest status, then maybe `slurm job <id>` (src/tracking/run_status.py).
-STATUS_FILE = "status.txt"
-SLURM_JOB = "slurm job"
-RUN_CONFIG = "run_config"  # where a checkpoint keeps its run's config (src/callbacks/run_config.py)
 
 _chosen: dict[tuple[str, ...], str] = {}  # resolver answers: the same folder when re-resolved
 _resumed_dirs: set[str] = set()  # folders of old runs this process continues
@@ -62,14 +59,10 @@ def checkpoint_to_resume(run: Path) -> Path | None:
 
 
 def run_status_of(run: Path) -> tuple[str, str, str | None]:
-    """The run's status, reason and SLURM job, from its status file (or, for a run from before
-    there was one, its TensorBoard records)."""
-    from src.tracking.run_records import read_run, run_status  # here: TensorBoard loads slowly
-
+    """The run's status, reason and SLURM job, from its status file."""
     file = run / STATUS_FILE
     if not file.is_file():
-        summary = read_run(run)
-        return summary.status, summary.reason, None
+        return "not started", "no status recorded", None
     text, *rest = file.read_text().splitlines() or [""]
     job = next(
         (line.removeprefix(SLURM_JOB).strip() for line in rest if line.startswith(SLURM_JOB)), None
@@ -169,7 +162,7 @@ def refuse_changed_schedule(
     """Refuse a resume with another trainer.max_epochs where the schedule follows it: the
     restored schedule would not fit the new length (a cosine would climb again, a one-cycle
     would step past its end). `passed`: what the user gave to resume, for the message."""
-    before = (checkpoint.get(RUN_CONFIG) or {}).get("trainer", {}).get("max_epochs")
+    before = (checkpoint.get(RUN_CONFIG_KEY) or {}).get("trainer", {}).get("max_epochs")
     now = cfg.trainer.get("max_epochs")
     keys = run_length_keys(cfg.get("scheduler"))
     if before is None or before == now or not keys:

@@ -21,7 +21,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 
 # Trainer arguments the entry points build from config groups of their own and pass themselves;
 # no keys of the trainer node (a key would be overwritten without a word), with where to set them.

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
+from src.data.geometry import RandomAffineImage
 
 # torchvision's RandomErasing defaults: the erased share of the image and its aspect ratio
 ERASE_SCALE = (0.02, 0.33)
@@ -211,9 +212,9 @@ def per_sample_train_transform(
             )
         )
     elif aug.affine:  # torchvision fills with a constant only: the batched pipeline's map
-        from src.data.batch_augment import RandomAffineImage  # (imports this module)
-
-        steps.append(RandomAffineImage(aug))
+        steps.append(
+            RandomAffineImage(aug.degrees, aug.translate, aug.scale, aug.fill, aug.interpolation)
+        )
     if aug.color_jitter:
         steps.append(
             v2.ColorJitter(

@@ -10,11 +10,11 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.data.augmentation import check_statistics, parse_augmentation
 from src.data.batch_mixing import mix_batch
-from src.data.folds import check_folds
 from src.data.sampling import BalancedSampler, check_sampler
+from src.data.splits import check_folds
 from src.data.transforms import build_transforms
 
 
@@ -26,15 +26,6 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS and Windows
         return os.cpu_count() or 1
-
-
-def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
-    """Refuse val/test shares that are not each in (0, 1) with a sum below 1."""
-    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ConfigError(
-            "data.val_fraction and data.test_fraction must each lie in (0, 1) with a sum "
-            f"below 1, got {val_fraction} and {test_fraction}"
-        )
 
 
 def augmentation_seed(seed: int, epoch: int, rank: int) -> int:
@@ -135,7 +126,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self.sampler = sampler
         self.split_seed = split_seed
         # cross-validation: fold `fold` of a stratified num_folds-fold split of train + val is
-        # the val split (src/data/folds.py); None keeps the data set's usual val split
+        # the val split (src/data/splits.py); None keeps the data set's usual val split
         check_folds(num_folds, fold)
         self.num_folds, self.fold = num_folds, fold
         check_statistics(mean, std)
@@ -204,10 +195,6 @@ class ClassificationDataModule(L.LightningDataModule):
         loop = getattr(trainer, "fit_loop", None)  # the batch's index in its epoch
         batch = loop.epoch_loop.batch_progress.current.ready if loop is not None else 0
         return np.random.default_rng([self._seed % 2**63, epoch, rank, batch])
-
-    def split_generator(self) -> torch.Generator:
-        """A generator seeded with `split_seed`, so splits never depend on the run's seed."""
-        return torch.Generator().manual_seed(self.split_seed)
 
     def worker_count(self) -> int:
         """data.num_workers, with auto: this job's CPUs shared by the processes on this machine."""

@@ -18,12 +18,9 @@ from torch import Tensor
 
 from src.data.augmentation import ERASE_RATIO, ERASE_SCALE, Augmentation, policy_transform
 from src.data.batch_policy import BatchPolicy
+from src.data.geometry import random_affine, uniform
 
 ERASE_ATTEMPTS = 10  # as torchvision: a rectangle that does not fit is drawn again, then skipped
-
-
-def _uniform(n: int, low: float, high: float, g: torch.Generator) -> Tensor:
-    return torch.rand(n, generator=g, device=g.device) * (high - low) + low
 
 
 def _randint(high: Tensor, g: torch.Generator) -> Tensor:
@@ -64,60 +61,12 @@ def one_thread_on_cpu(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def random_affine(
-    x: Tensor,
-    degrees: float,
-    translate: Sequence[float],
-    scale: Sequence[float],
-    g: torch.Generator,
-    fill: str = "zeros",
-    interpolation: str = "nearest",
-) -> Tensor:
-    """Rotate, shift (whole pixels) and zoom each image about its centre, sampling the nearest
-    pixel or bilinearly, filling what falls outside with zeros, the border or a reflection."""
-    n, _, h, w = x.shape
-    angle = _uniform(n, -degrees, degrees, g) * (math.pi / 180)
-    shift_x = _uniform(n, -translate[0] * w, translate[0] * w, g).round()
-    shift_y = _uniform(n, -translate[1] * h, translate[1] * h, g).round()
-    zoom = _uniform(n, scale[0], scale[1], g)
-    cos, sin = angle.cos() / zoom, angle.sin() / zoom
-    # output -> input in grid_sample's coordinates ([-1, 1] across each side, pixel centres):
-    # undo the shift, the rotation and the zoom, measured in pixels so that non-square images
-    # rotate undistorted. Written out elementwise: F.affine_grid's batched matrix product is
-    # 20x slower on the CPU for such small matrices.
-    u = ((torch.arange(w, device=x.device) * 2 + 1) / w - 1)[None, None, :]
-    v = ((torch.arange(h, device=x.device) * 2 + 1) / h - 1)[None, :, None]
-    cos, sin = cos[:, None, None], sin[:, None, None]
-    dx, dy = (shift_x * 2 / w)[:, None, None], (shift_y * 2 / h)[:, None, None]
-    grid_x = cos * (u - dx) + sin * (v - dy) * (h / w)
-    grid_y = -sin * (u - dx) * (w / h) + cos * (v - dy)
-    grid = torch.stack([grid_x, grid_y], dim=-1).to(x.dtype)
-    return F.grid_sample(x, grid, mode=interpolation, padding_mode=fill, align_corners=False)
-
-
-class RandomAffineImage(torch.nn.Module):
-    """`random_affine` for one (C, H, W) float image, drawn from the global RNG: the per-sample
-    pipeline's affine map where torchvision's RandomAffine has no such fill (border, reflection)."""
-
-    def __init__(self, aug: Augmentation) -> None:
-        super().__init__()
-        self.aug = aug
-
-    def forward(self, image: Tensor) -> Tensor:
-        aug = self.aug
-        x = torch.as_tensor(image)[None]
-        g = torch.default_generator
-        return random_affine(
-            x, aug.degrees, aug.translate, aug.scale, g, aug.fill, aug.interpolation
-        )[0]
-
-
 def _gray(x: Tensor) -> Tensor:
     return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
 
 
 def _factor(n: int, strength: float, g: torch.Generator) -> Tensor:
-    return _uniform(n, max(0.0, 1 - strength), 1 + strength, g)[:, None, None, None]
+    return uniform(n, max(0.0, 1 - strength), 1 + strength, g)[:, None, None, None]
 
 
 def color_jitter(

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torchvision.datasets import CIFAR10
 
-from src.cli.errors import ConfigError
-from src.data.folds import fold_indices
+from src.core.errors import ConfigError
 from src.data.in_memory import InMemoryDataModule
+from src.data.splits import fold_indices, random_split
 
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
@@ -78,8 +78,7 @@ class CIFAR10DataModule(InMemoryDataModule):
             folds = (self.num_folds, self.fold)
             train_idx, val_idx = fold_indices(pool, labels.numpy(), *folds, self.split_seed)
         else:
-            order = torch.randperm(len(train_full), generator=self.split_generator())
-            val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+            train_idx, val_idx = random_split(len(train_full), self.val_size, self.split_seed)
         return {
             "train": (images[train_idx], labels[train_idx]),
             "val": (images[val_idx], labels[val_idx]),

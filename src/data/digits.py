@@ -1,17 +1,14 @@
 """scikit-learn's bundled 8x8 digits as 3x32x32 images: the default data set that runs anywhere."""
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
-from src.data.base import check_split_fractions
-from src.data.folds import fold_indices
 from src.data.in_memory import InMemoryDataModule
+from src.data.splits import check_split_fractions, stratified_split
 
 
 def load_digit_images(image_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,30 +18,6 @@ def load_digit_images(image_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]
     upscaled = F.interpolate(pixels, size=(image_size, image_size), mode="bilinear")
     images = (upscaled.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1)
     return images.contiguous(), torch.from_numpy(digits.target).long()
-
-
-def stratified_split(
-    labels: np.ndarray,
-    fractions: Sequence[float],
-    seed: int,
-    folds: tuple[int, int] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices of a seeded, stratified train/val/test split (val and test fractions given); with
-    `folds` (num_folds, fold) val is that fold of the rest instead of its val fraction."""
-    val_fraction, test_fraction = fractions
-    index = np.arange(len(labels))
-    rest, test = train_test_split(
-        index, test_size=test_fraction, stratify=labels, random_state=seed
-    )
-    if folds is not None:
-        return *fold_indices(rest, labels[rest], *folds, seed), test
-    train, val = train_test_split(
-        rest,
-        test_size=val_fraction / (1 - test_fraction),
-        stratify=labels[rest],
-        random_state=seed,
-    )
-    return train, val, test
 
 
 class DigitsDataModule(InMemoryDataModule):

@@ -5,9 +5,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.cli.errors import ConfigError
-from src.data.digits import load_digit_images, stratified_split
+from src.core.errors import ConfigError
+from src.data.digits import load_digit_images
 from src.data.in_memory import InMemoryDataModule
+from src.data.splits import stratified_split
 
 CELL = 16  # each of the 2x2 cells holds one 16x16 digit
 

@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.data.augmentation import per_sample_eval_transform, per_sample_train_transform
 from src.data.base import (  # noqa: F401  (augmentation_seed: imported from here, too)
     ClassificationDataModule,

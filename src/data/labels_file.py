@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 LABEL_SEPARATORS = re.compile(r"[;\s]+")

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from src.cli.errors import ConfigError
-from src.tracking.files import write_atomically
+from src.core.errors import ConfigError
+from src.core.files import write_atomically
 
 log = logging.getLogger(__name__)
 VERSION = 1

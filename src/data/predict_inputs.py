@@ -7,7 +7,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.data.images import IMAGE_EXTENSIONS, list_images, read_rgb_image
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import WeightedRandomSampler
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 
 SAMPLERS = ("balanced",)  # data.sampler: null (shuffle) or one of these
 

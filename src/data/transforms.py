@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from torch import nn
 from torchvision.transforms import v2
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.data.augmentation import per_sample_eval_transform
 
 

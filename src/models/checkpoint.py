@@ -9,14 +9,12 @@ from typing import Any
 
 import torch
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
+from src.core.runs import RUN_CONFIG_KEY
 from src.models.classifier import ImageClassifier
 from src.models.trusted_config import refuse_untrusted
 from src.tracking.checkpoint_io import why_unreadable
 
-# Where a checkpoint keeps the composed config of its run (src/callbacks/run_config.py puts it
-# there), which eval and predict rebuild the data and transforms from.
-RUN_CONFIG_KEY = "run_config"
 EXAMPLE = "logs/train/runs/<run>/checkpoints/best.ckpt"
 
 

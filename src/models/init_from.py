@@ -15,11 +15,11 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor, nn
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
+from src.core.files import write_atomically
 from src.models.checkpoint import load_torch_file
 from src.models.param_groups import head_prefixes, in_head
 from src.models.trusted_config import refuse_untrusted
-from src.tracking.files import write_atomically
 
 # keys under which training scripts commonly keep the weights (Lightning, torchvision's reference
 # scripts, timm's train.py, hand-written loops)

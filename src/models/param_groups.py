@@ -1,4 +1,5 @@
-"""Which of a network's parameters are its head, its backbone, frozen, or free of weight decay."""
+"""Which of a network's parameters are its head, its backbone, frozen, or free of weight decay;
+freezing them, batch-norm statistics included."""
 
 import difflib
 from collections.abc import Iterator
@@ -6,8 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from src.cli.errors import ConfigError
 from src.compat import BatchNorm
+from src.core.errors import ConfigError
 
 
 def head_prefixes(net: nn.Module) -> tuple[str, ...]:
@@ -87,6 +88,31 @@ def parameters_up_to(net: nn.Module, name: str) -> list[str]:
 def norm_layers(modules: list[tuple[str, nn.Module]]) -> list[str]:
     """The names of the batch-norm layers (SyncBatchNorm included) among `modules`."""
     return [name for name, module in modules if isinstance(module, BatchNorm)]
+
+
+def freeze(net: nn.Module, freeze_until: str | None, backbone_lr_scale: float) -> list[str]:
+    """Stop the gradients of the modules up to and including `freeze_until` and, with a
+    backbone_lr_scale of 0, of all but the head; return the names of the batch-norm layers among
+    the frozen modules, whose statistics stay as they are too (see keep_norms_frozen)."""
+    frozen: list[tuple[str, nn.Module]] = []
+    if freeze_until:
+        names = set(parameters_up_to(net, freeze_until))
+        for name, param in net.named_parameters():
+            param.requires_grad_(param.requires_grad and name not in names)
+        frozen += modules_up_to(net, freeze_until)
+    if backbone_lr_scale == 0:
+        head = head_prefixes(net)
+        for name, param in net.named_parameters():
+            param.requires_grad_(param.requires_grad and in_head(name, head))
+        frozen += [(n, m) for n, m in net.named_modules() if n and not in_head(n, head)]
+    return norm_layers(frozen)
+
+
+def keep_norms_frozen(net: nn.Module, names: list[str]) -> None:
+    """Put the named batch-norm layers in eval mode, so training leaves their statistics as they
+    are: by name, since trainer=ddp replaces the layers by SyncBatchNorm ones."""
+    for name in names:
+        net.get_submodule(name).eval()
 
 
 def _no_weight_decay_names(net: nn.Module) -> set[str]:

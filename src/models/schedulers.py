@@ -5,7 +5,7 @@ import logging
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

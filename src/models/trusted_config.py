@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 
 # a dotted name of public parts only: `os.system` yes, `a.b(c)`, `x._private` or `..` no
 DOTTED = re.compile(r"[A-Za-z]\w*(\.[A-Za-z]\w*)+")

@@ -3,9 +3,9 @@
 import lightning as L
 from optuna.study import StudyDirection
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
+from src.core.metrics import metric_mode
 from src.sweepers.optuna_trial import PRUNED_ATTR, trial_of_this_job
-from src.tracking.metrics import metric_mode
 
 
 class OptunaPruning(L.Callback):

@@ -33,6 +33,7 @@ from optuna.trial import TrialState
 
 from src.cli.one_line_errors import release_stderr
 from src.compat import job_outcome, storage_of, trial_id
+from src.core.hparams import is_hyperparameter
 from src.sweepers.ddp_guard import refuse_ddp_jobs
 from src.sweepers.optuna_heartbeat import Heartbeats
 from src.sweepers.optuna_trial import (
@@ -47,7 +48,6 @@ from src.sweepers.optuna_trial import (
 )
 from src.sweepers.outcome import SweepSetupError, end_failed_sweep, report_failures
 from src.sweepers.search_space import parse_search_space
-from src.tracking.hparams import is_hyperparameter
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from hydra.errors import CompactHydraException
 from hydra.types import HydraContext
 from omegaconf import DictConfig
 
-from src.cli.errors import one_line_reason
 from src.compat import job_outcome
+from src.core.errors import one_line_reason
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Lightning's own save stages a checkpoint in the system's temporary folder and mo
 place, which is a copy into the final name where that folder is on another file system than
 logs/ (usual on clusters), and nothing is synced to disk: a kill or a crashed node mid-save can
 leave a truncated last.ckpt. This plugin writes each checkpoint beside its final name, syncs it,
-renames it into place and syncs the folder (src/tracking/files.py), so the file is always the
+renames it into place and syncs the folder (src/core/files.py), so the file is always the
 old checkpoint or the new one. Remote paths (s3://, gs://, ...) keep Lightning's own save.
 """
 
@@ -20,9 +20,9 @@ from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, ListConfig
 
-from src.cli.errors import ConfigError
 from src.compat import WrappingCheckpointIO
-from src.tracking.files import remove_partial_files, sync_folder, write_atomically
+from src.core.errors import ConfigError
+from src.core.files import remove_partial_files, sync_folder, write_atomically
 
 log = logging.getLogger(__name__)
 ZIP_START = b"PK\x03\x04"  # how every file torch.save writes begins

@@ -9,7 +9,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from rich.table import Table
 from torch import Tensor
 
-from src.tracking.files import write_atomically
+from src.core.files import write_atomically
 
 
 @rank_zero_only

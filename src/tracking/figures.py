@@ -12,7 +12,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from src.tracking.files import write_atomically  # noqa: E402
+from src.core.files import write_atomically  # noqa: E402
 from src.tracking.report import (  # noqa: E402
     display_name,
     hyperparameter_columns,

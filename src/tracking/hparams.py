@@ -1,44 +1,16 @@
-"""The composed config as flat hyperparameters, and the one list of what is not one.
-
-The HPARAMS record in TensorBoard, the comparison report's columns, the folder names of sweep jobs
-and the settings a continued Optuna study must share all leave out the same keys.
-"""
+"""The composed config as flat hyperparameters (what is not one: src/core/hparams.py)."""
 
 from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-# Config keys (and everything under them) that say where a run is recorded, how it is watched or
-# started, not what it trains. Overrides of them do not name sweep jobs or tell runs apart.
-NOT_HYPERPARAMETERS = (
-    "paths",
-    "extras",
-    "logger",
-    "callbacks",
-    "hydra",
-    "hparams_search",
-    "task_name",
-    "resume",
-    "tags",
-    "ckpt_path",
-    "trainer.default_root_dir",
-    "trainer.enable_progress_bar",
-    "trainer.enable_model_summary",
-    "trainer.log_every_n_steps",
-)
+from src.core.hparams import is_hyperparameter
 
 HParamValue = str | int | float | bool
 # Where the run config notes the values a finder applied before training (tune=lr: optimizer.lr),
 # by their config key: the comparison report shows them as it shows overrides.
 APPLIED = "tune.applied"
-
-
-def is_hyperparameter(key: str) -> bool:
-    """Whether a config key or a command-line override (`optimizer.lr`, `+data.x=1`) sets
-    something that shapes what a run trains."""
-    key = key.partition("=")[0].lstrip("+~")
-    return not any(key == k or key.startswith(f"{k}.") for k in NOT_HYPERPARAMETERS)
 
 
 def _short(value: Any) -> str:

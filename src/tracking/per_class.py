@@ -3,6 +3,7 @@ precision, multi-label), printed, saved as CSV and written to TensorBoard as a m
 
 import csv
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,22 @@ from rich.table import Table
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
-from src.tracking.files import write_atomically
+from src.core.files import write_atomically
+from src.tracking.confusion_matrix import report_confusion_matrix
 
 TEXT_TAG = "test/per_class"  # TensorBoard's TEXT tab: test/per_class/text_summary in the files
+
+
+@dataclass
+class TestReport:
+    """What a test found per class: the confusion matrix (multi-class), each label's scores by
+    metric (multi-label: f1, ap) and the rows of the per-class table."""
+
+    __test__ = False  # not a pytest test class
+
+    confusion_matrix: Tensor | None = None
+    per_class_scores: dict[str, Tensor] = field(default_factory=dict)
+    per_class_table: list[dict[str, Any]] = field(default_factory=list)
 
 
 def ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
@@ -91,3 +105,21 @@ def report_per_class(
         writer = SummaryWriter(str(tensorboard_dir))
         writer.add_text(TEXT_TAG, markdown_table(rows), step)
         writer.close()
+
+
+def write_test_report(
+    report: TestReport | None,
+    class_names: Sequence[str],
+    out_dir: Path,
+    tensorboard_dir: Path | None,
+    step: int,
+) -> None:
+    """Print the confusion matrix (saved as confusion_matrix.csv) and the per-class table (saved
+    as per_class.csv, and added to TensorBoard's files); nothing for a run that did not test."""
+    if report is None:
+        return
+    if report.confusion_matrix is not None:
+        report_confusion_matrix(
+            report.confusion_matrix, class_names, out_dir / "confusion_matrix.csv"
+        )
+    report_per_class(report.per_class_table, out_dir / "per_class.csv", tensorboard_dir, step)

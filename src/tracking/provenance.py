@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from src import PROJECT_ROOT
-from src.tracking.files import write_atomically
+from src.core.files import write_atomically
 
 PROVENANCE_FILE = "provenance.json"
 DIFF_FILE = "git_diff.patch"

@@ -21,10 +21,11 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from src.cli.errors import ConfigError
-from src.tracking.files import write_atomically
-from src.tracking.hparams import APPLIED, is_hyperparameter
-from src.tracking.metrics import BEST, DEFAULT_MONITOR, metric_mode
+from src.core.errors import ConfigError
+from src.core.files import write_atomically
+from src.core.hparams import is_hyperparameter
+from src.core.metrics import BEST, DEFAULT_MONITOR, metric_mode
+from src.tracking.hparams import APPLIED
 from src.tracking.run_records import RunSummary, find_runs, natural_key, read_run
 
 STATUS_STYLES = {

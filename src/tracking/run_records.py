@@ -6,7 +6,6 @@ Light on purpose (no Lightning import), so reports over many runs start at once.
 
 import os
 import re
-import socket
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -17,6 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from src.core.runs import run_status
 from src.tracking.provenance import read_provenance
 
 # The text tag src/tracking/run_status.py writes: running, finished, pruned or failed.
@@ -105,32 +105,6 @@ def _session_hparams(accumulator: EventAccumulator) -> dict[str, HParam]:
         return {}
     start = HParamsPluginData.FromString(content[metadata.SESSION_START_INFO_TAG])
     return {key: _plain(value) for key, value in start.session_start_info.hparams.items()}
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process pid runs on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but another user's
-        return True
-    return True
-
-
-def run_status(text: str | None, has_events: bool) -> tuple[str, str]:
-    """The status and reason from a run's last `run/status` text; `running` only if confirmed."""
-    if text is None:
-        return ("unknown", "no status recorded") if has_events else ("not started", "no events")
-    status, _, reason = (part.strip() for part in text.partition(":"))
-    if status != "running":
-        return status, reason
-    match = re.fullmatch(r"pid (\d+) on (\S+)", reason)
-    if match is None or match[2] != socket.gethostname():
-        return "unknown", f"no end recorded, last seen {reason}"
-    if pid_alive(int(match[1])):
-        return "running", reason
-    return "crashed", f"no end recorded, pid {match[1]} is gone"
 
 
 def read_overrides(run_dir: Path) -> dict[str, str]:

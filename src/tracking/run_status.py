@@ -25,9 +25,9 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, Sessi
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-from src.cli.errors import ConfigError, one_line_reason
-from src.cli.resume import SLURM_JOB, STATUS_FILE
-from src.tracking.files import write_atomically
+from src.core.errors import ConfigError, one_line_reason
+from src.core.files import write_atomically
+from src.core.runs import SLURM_JOB, STATUS_FILE
 from src.tracking.hparams import HParamValue
 from src.tracking.run_records import STATUS_TAG
 

@@ -7,7 +7,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from src.tracking.files import write_atomically
+from src.core.files import write_atomically
 
 
 def record_in_saved_config(values: dict[str, Any]) -> None:

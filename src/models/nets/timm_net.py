@@ -9,7 +9,7 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 from timm.models import get_pretrained_cfg, load_state_dict, split_model_name_tag
 from torch import Tensor, nn
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 from src.models.nets.torchvision_net import close_names, out_width, use_small_input_stem
 
 # What model.net.weights may end with to name a local weight file rather than a weight set.

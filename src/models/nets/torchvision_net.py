@@ -9,7 +9,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models import get_model, get_model_weights, list_models
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

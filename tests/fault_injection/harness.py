@@ -1,15 +1,16 @@
 """Kill real training runs at random moments, resume them with resume=auto, check nothing was lost.
 
-    python scripts/fault_injection.py --kills 8 --seed 0
-    python scripts/fault_injection.py --kills 6 --every-n-train-steps 3 --out /tmp/faults
+    python tests/fault_injection/harness.py --kills 8 --seed 0
+    python tests/fault_injection/harness.py --kills 6 --every-n-train-steps 3 --out /tmp/faults
 
 Runs a short deterministic `python src/train.py ... resume=auto` on the digits (CPU) once without
 interruption (the reference), then the same command in other log folders, killed `--kills` times
 by SIGTERM and SIGKILL during training, during validation and during a checkpoint save, each kill
-followed by the same command again until the run finishes. src/callbacks/phase_marker.py writes
-the run's phase, epoch and step to a small file; the watcher freezes the process (SIGSTOP) at the
-moment drawn, reads where it is, and sends the signal. For a save, it waits for the hidden
-`.partial-...` file of the checkpoint being written and signals while that file is there.
+followed by the same command again until the run finishes. The callback in phase_marker.py
+(added to each run by an override) writes the run's phase, epoch and step to a small file; the
+watcher freezes the process (SIGSTOP) at the moment drawn, reads where it is, and sends the
+signal. For a save, it waits for the hidden `.partial-...` file of the checkpoint being written
+and signals while that file is there.
 
 Then it checks, prints a table and exits 1 if a check failed:
   - every *.ckpt loads with torch.load(weights_only=True) and is a Lightning checkpoint; every
@@ -40,11 +41,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from src.callbacks.phase_marker import MARKER_ENV  # noqa: E402
-from src.tracking.files import PARTIAL_PREFIX, is_partial  # noqa: E402
+from src.core.files import PARTIAL_PREFIX, is_partial  # noqa: E402
+from tests.fault_injection.phase_marker import MARKER_ENV  # noqa: E402
 
 PHASES = ("train", "val", "save")
 SIGNALS = ("SIGTERM", "SIGKILL")
@@ -63,7 +64,7 @@ BASE_COMMAND = [
     "data.batch_size=32",
     "trainer.limit_test_batches=2",
     "trainer.deterministic=true",
-    "+callbacks.phase_marker._target_=src.callbacks.phase_marker.PhaseMarker",
+    "+callbacks.phase_marker._target_=tests.fault_injection.phase_marker.PhaseMarker",
 ]
 # The tags compared with the uninterrupted run, as TensorBoard shows them (purged steps hidden).
 COMPARED = ("train/loss", "val/acc", "val/loss", "val/acc_best", "test/acc", "test/loss")
@@ -300,7 +301,7 @@ def differences(run_dir: Path, reference: Path) -> list[str]:
 
 @dataclass
 class Marker:
-    """Where the watched run is, as src/callbacks/phase_marker.py last wrote it."""
+    """Where the watched run is, as phase_marker.py last wrote it."""
 
     phase: str
     epoch: int
@@ -344,6 +345,11 @@ class Setup:
         return [*command, "resume=auto"]
 
 
+def python_path() -> str:
+    """PYTHONPATH with the repository root first, so the run finds tests.fault_injection."""
+    return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+
+
 def start(setup: Setup, log_dir: Path, marker: Path, output: Path) -> subprocess.Popen:
     """`python src/train.py <command> resume=auto`, its output into the file `output`."""
     marker.unlink(missing_ok=True)
@@ -353,7 +359,7 @@ def start(setup: Setup, log_dir: Path, marker: Path, output: Path) -> subprocess
         return subprocess.Popen(
             [sys.executable, "src/train.py", *setup.command(log_dir)],
             cwd=ROOT,
-            env={**os.environ, MARKER_ENV: str(marker)},
+            env={**os.environ, MARKER_ENV: str(marker), "PYTHONPATH": python_path()},
             stdout=file,
             stderr=subprocess.STDOUT,
         )

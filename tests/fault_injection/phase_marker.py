@@ -1,4 +1,4 @@
-"""Where a run is, for a watcher outside it: scripts/fault_injection.py kills runs by it.
+"""Where a run is, for a watcher outside it: tests/fault_injection/harness.py kills runs by it.
 
 Only with $FAULT_INJECTION_MARKER set (nothing otherwise): at each training and validation batch
 and each checkpoint save, the file it names gets one line, `phase epoch step batch saves run_dir`

@@ -8,7 +8,7 @@ the comparison report all read it.
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 
 # A metric's name after its stage (train/, val/, test/) and before `_best` -> max or min.
 DIRECTIONS = {

@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 
 # Name of a file being written: hidden, never ending in the real name's suffix (a glob for
 # `*.ckpt` does not find it) and never containing "ckpt_" (Lightning's search for the newest

@@ -7,7 +7,7 @@ from typing import Any
 
 from hydra.utils import get_object, instantiate
 
-from src.cli.errors import ConfigError
+from src.core.errors import ConfigError
 
 BUILD_ERRORS = (ValueError, TypeError)
 

@@ -1,0 +1,1 @@
+"""The fault-injection harness (harness.py) and the callback it watches runs through."""

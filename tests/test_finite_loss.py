@@ -3,12 +3,16 @@ checkpoint is still good and what to try; the run is failed and last.ckpt stays 
 checked on the device each step (no wait there) and the result read before any checkpoint is
 saved, before validation and at the epoch's end; a bad step leaves the weights finite."""
 
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
 
+from src import PROJECT_ROOT
 from src.callbacks.finite_loss import NonFiniteLoss, StopOnNonFiniteLoss
 from tests.helpers import error_lines, run_folders, run_in_process, run_status
 from tests.test_preemption import SHORT, STEPS_PER_EPOCH, last_checkpoint
@@ -42,11 +46,12 @@ class PoisonInputs(L.Callback):
     """Test only: make the images of one training batch (epoch from 1, batch from 0) NaN, so that
     step's loss is NaN while the weights are still finite."""
 
-    def __init__(self, epoch: int, batch: int) -> None:
-        self.epoch, self.batch = epoch, batch
+    def __init__(self, epoch: int, batch: int, rank: int | None = None) -> None:
+        self.epoch, self.batch, self.rank = epoch, batch, rank
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.current_epoch + 1 == self.epoch and batch_idx == self.batch:
+        at = trainer.current_epoch + 1 == self.epoch and batch_idx == self.batch
+        if at and self.rank in (None, trainer.global_rank):
             batch[0].fill_(float("nan"))
 
 
@@ -129,10 +134,39 @@ def test_a_nan_loss_mid_epoch_is_caught_before_the_next_step_interval_checkpoint
     assert_finite(checkpoint)
 
 
+@pytest.mark.slow
+def test_under_ddp_a_nan_loss_in_one_process_stops_every_process_before_a_save(tmp_path):
+    """Rank 1's loss goes NaN; the all-reduce hands rank 0 NaN gradients its own (finite) loss
+    does not flag. Both processes must stop at the next check, before epoch 2's checkpoint."""
+    command = [*SHORT, f"paths.log_dir={tmp_path}", "trainer=ddp_cpu", "trainer.max_epochs=3"]
+    command += [*poison(2, "PoisonInputs"), "+callbacks.poison.batch=1", "+callbacks.poison.rank=1"]
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}  # the poison callback, in both processes
+    result = subprocess.run(
+        [sys.executable, "src/train.py", *command],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    [line] = error_lines(result)
+    assert "became n" in line and "in epoch 2" in line and "the last good checkpoint is" in line
+    [run] = run_folders(tmp_path)
+    checkpoint = last_checkpoint(run)
+    steps = -(-STEPS_PER_EPOCH // 2)  # two processes share each epoch's batches
+    assert checkpoint["global_step"] == steps  # epoch 1's, not epoch 2's
+    assert_finite(checkpoint)
+    assert (run / "status.txt").read_text().startswith("failed: ")
+
+
 def test_a_step_of_non_finite_loss_moves_no_weight_to_nan_and_is_reported_at_the_next_check():
     net = torch.nn.Linear(3, 2)
     optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
-    trainer = SimpleNamespace(global_step=6, current_epoch=1, callbacks=[], optimizers=[optimizer])
+    one_process = SimpleNamespace(reduce=lambda value, reduce_op: value)
+    trainer = SimpleNamespace(
+        global_step=6, current_epoch=1, callbacks=[], optimizers=[optimizer], strategy=one_process
+    )
     callback = StopOnNonFiniteLoss()
     for images in (torch.randn(4, 3), torch.full((4, 3), float("nan")), torch.randn(4, 3)):
         loss = net(images).sum()

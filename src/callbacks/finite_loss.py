@@ -95,9 +95,16 @@ class StopOnNonFiniteLoss(L.Callback):
             raise NonFiniteLoss(self._message(trainer, f"the weights became non-finite ({name})"))
 
     def _stop_if_diverged(self, trainer: L.Trainer) -> None:
-        """Raise NonFiniteLoss if a training loss was not finite (a wait for the device)."""
-        if self._bad is None or not bool(self._bad):
+        """Raise NonFiniteLoss if a training loss was not finite (a wait for the device). Under
+        DDP every process reads whether any process saw one, so all of them stop together (the
+        others' weights took the bad step's gradients through the all-reduce)."""
+        if self._bad is None:
             return
+        bad = trainer.strategy.reduce(self._bad.float(), reduce_op="max")
+        if not bool(bad):
+            return
+        if not bool(self._bad):  # another process's loss
+            raise NonFiniteLoss(self._message(trainer, "a training loss became non-finite"))
         what = f"the training loss became {self._bad_value.item()}"
         raise NonFiniteLoss(self._message(trainer, what, int(self._bad_step)))
 

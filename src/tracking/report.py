@@ -3,7 +3,7 @@
 scripts/compare_runs.py is its command line. Each run's hyperparameters come from
 .hydra/overrides.yaml and its TensorBoard HPARAMS record (where the values a finder applied win
 over the overrides), its metrics from its TensorBoard scalars, and how it ended from its
-`run/status` text, so crashed, failed and pruned runs show as such instead of being left out;
+status.txt, so crashed, failed and pruned runs show as such instead of being left out;
 --columns adds what else they recorded (the commit of provenance.json). Grouped (--group-by), runs
 that differ only in the given keys (the folds of a cross-validation, the seeds of a repeated run)
 make one row of each metric's mean, standard deviation and count.

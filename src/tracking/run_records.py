@@ -1,5 +1,5 @@
-"""Read a run folder back: its overrides, TensorBoard hyperparameters, scalars, status and
-provenance.
+"""Read a run folder back: its overrides, TensorBoard hyperparameters and scalars, its status
+(status.txt) and provenance.
 
 Light on purpose (no Lightning import), so reports over many runs start at once.
 """
@@ -16,13 +16,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from src.core.runs import run_status
+from src.core.runs import read_status
 from src.tracking.provenance import read_provenance
 
-# The text tag src/tracking/run_status.py writes: running, finished, pruned or failed.
-STATUS_TAG = "run/status"
 EVENT_FILES = "events.out.tfevents.*"
-# Every scalar and status text; not the images, histograms and audio a run may also log.
+# Every scalar and text; not the images, histograms and audio a run may also log.
 SIZE_GUIDANCE = {"scalars": 0, "tensors": 0, "images": 1, "histograms": 1, "audio": 1}
 
 HParam = str | int | float | bool
@@ -121,7 +119,6 @@ def read_overrides(run_dir: Path) -> dict[str, str]:
 def read_run(run_dir: Path, root: Path | None = None) -> RunSummary:
     """Read a run's overrides, hyperparameters, scalars and status; name it relative to root."""
     scalars: dict[str, list[tuple[float, int, float]]] = {}
-    statuses: list[tuple[float, str]] = []
     hparams: dict[str, HParam] = {}
     event_folders = sorted({file.parent for file in run_dir.rglob(EVENT_FILES)})
     for folder in event_folders:
@@ -131,11 +128,8 @@ def read_run(run_dir: Path, root: Path | None = None) -> RunSummary:
         for tag in tags["scalars"]:
             events = accumulator.Scalars(tag)
             scalars.setdefault(tag, []).extend((e.wall_time, e.step, e.value) for e in events)
-        if f"{STATUS_TAG}/text_summary" in tags["tensors"]:
-            for event in accumulator.Tensors(f"{STATUS_TAG}/text_summary"):
-                statuses.append((event.wall_time, event.tensor_proto.string_val[0].decode()))
         hparams.update(_session_hparams(accumulator))
-    status, reason = run_status(max(statuses)[1] if statuses else None, bool(event_folders))
+    status, reason, _ = read_status(run_dir, started=bool(event_folders))
     inside = root is not None and run_dir.resolve() != root.resolve()
     return RunSummary(
         name=str(run_dir.relative_to(root)) if inside else run_dir.resolve().name,

@@ -1,11 +1,10 @@
-"""A run's hyperparameters and how it ended, written to its TensorBoard folder.
+"""A run's status in its folder's status.txt, and its hyperparameters and end in TensorBoard.
 
-TensorBoard's HPARAMS tab shows one row per session: the hyperparameters come from the session's
-start record, the metrics from the scalars logged beside it, and the status from its end record.
-The same folder gets a `run/status` text (running, finished, pruned, failed or interrupted, with a
-reason) that the comparison report (src/tracking/report.py) reads to show crashed and unfinished
-runs as such; the run folder gets the latest of them in status.txt, which resume=auto reads
-(src/cli/resume.py), with or without TensorBoard.
+status.txt (src/core/runs.py) holds the latest status, running, finished, pruned, failed or
+interrupted, with a reason: resume=auto (src/cli/resume.py) and the comparison report
+(src/tracking/report.py, which shows crashed and unfinished runs as such) read it. TensorBoard's
+HPARAMS tab shows one row per session: the hyperparameters come from the session's start record,
+the metrics from the scalars logged beside it, and success or failure from its end record.
 """
 
 import contextlib
@@ -29,7 +28,6 @@ from src.core.errors import ConfigError, one_line_reason
 from src.core.files import write_atomically
 from src.core.runs import SLURM_JOB, STATUS_FILE
 from src.tracking.hparams import HParamValue
-from src.tracking.run_records import STATUS_TAG
 
 # How each end shows in TensorBoard's HPARAMS status filter. Only the end is recorded: readers
 # keep the first record of a tag, so a "running" record would stay for good.
@@ -84,21 +82,20 @@ class TensorBoardSession:
         self.ended = False
 
     def _write(self, *summaries: Summary, status: str | None) -> None:
+        """The status into status.txt, the summaries (if any) into a new TensorBoard file."""
         if self.status_file is not None and status is not None:
             # the SLURM job, which a requeued job keeps: resume=auto may continue a run last
             # seen running on another node, if it was this job's
             job = os.environ.get("SLURM_JOB_ID")
             text = status + "\n" + (f"{SLURM_JOB} {job}\n" if job else "")
             write_atomically(self.status_file, lambda path: path.write_text(text))
-        if self.log_dir is None:
+        if self.log_dir is None or not summaries:
             return
         # A writer per record: each record lands in a new event file, so TensorBoard, which
         # reads a folder's event files in order of creation, picks up the end of a live run.
         writer = SummaryWriter(str(self.log_dir))
         for summary in summaries:
             writer.file_writer.add_summary(summary)
-        if status is not None:
-            writer.add_text(STATUS_TAG, status)
         writer.close()
 
     def start(self, hyperparameters: dict[str, HParamValue]) -> None:

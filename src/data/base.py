@@ -69,7 +69,8 @@ class ClassificationDataModule(L.LightningDataModule):
 
     Subclasses set `train_set`, `val_set` and `test_set` in `setup` and describe the task with
     `task`, `num_classes` and `class_names`; the model reads those through the config. Multi-class
-    targets are class indices; multi-label targets are float multi-hot vectors of num_classes.
+    and binary targets are class indices (binary: 1 the positive class); multi-label targets are
+    float multi-hot vectors of num_classes.
 
     `augment` describes the training augmentation (`Augmentation`'s fields,
     src/data/augmentation.py) and `mean`/`std` the normalisation after it; subclasses apply them,
@@ -113,6 +114,12 @@ class ClassificationDataModule(L.LightningDataModule):
         if task not in self.supported_tasks:
             choices = " or ".join(self.supported_tasks)
             raise ConfigError(f"data.task={task!r} does not fit this data set: use {choices}")
+        if task == "binary" and num_classes != 2:
+            raise ConfigError(
+                f"data.task=binary needs exactly two classes (the second the positive one), the "
+                f"data has {num_classes} ({', '.join(map(str, class_names))}): use "
+                "data.task=multiclass"
+            )
         self.task = task
         self.num_classes = num_classes
         self.class_names = list(class_names)
@@ -183,7 +190,9 @@ class ClassificationDataModule(L.LightningDataModule):
         if not self.augmentation.mixes_in_epoch(trainer.current_epoch):
             return batch
         images, targets = batch
-        return mix_batch(images, targets, self.augmentation, self.num_classes, self.batch_rng())
+        binary = self.task == "binary"  # its mixed targets: the share of class 1 (B,)
+        rng = self.batch_rng()
+        return mix_batch(images, targets, self.augmentation, self.num_classes, rng, binary)
 
     def batch_rng(self) -> np.random.Generator:
         """A host generator for the few numbers a training batch draws as a whole (its mixing),

@@ -1,8 +1,10 @@
 """Images in class folders, or listed with their labels in a CSV/JSON file, as a DataModule.
 
 Multi-class: `root/<class>/**/<image>` (split by seeded stratified fractions) or a pre-split
-`root/{train,val,test}/<class>/`. Multi-label: a labels file with `path` and `labels` (and optional
-`split`) columns, its paths relative to its own folder. Everything is listed, and by default
+`root/{train,val,test}/<class>/`; binary (data.task=binary): the same with exactly two classes,
+the second (by sorted name, or the classes file's order) the positive one. Multi-label: a labels
+file with `path` and `labels` (and optional `split`) columns, its paths relative to its own
+folder. Everything is listed, and by default
 decoded, when the module is built, so the classes are known before the model is and bad input
 stops the run before training starts; what decoding found is kept in a manifest, so a later build
 decodes only new or changed files.
@@ -110,7 +112,7 @@ def check_image_size(image_size: Any) -> None:
 
 
 class ImageFolderDataModule(InMemoryDataModule):
-    """Your own images: class folders (multi-class) or a CSV/JSON labels file (either task).
+    """Your own images: class folders (multi-class, binary) or a CSV/JSON labels file (any task).
 
     Args:
         image_size: the side of the square each image is resized (shorter side) and centre
@@ -124,7 +126,7 @@ class ImageFolderDataModule(InMemoryDataModule):
             (per_sample only).
     """
 
-    supported_tasks = ("multiclass", "multilabel")
+    supported_tasks = ("multiclass", "binary", "multilabel")
 
     def __init__(
         self,

@@ -2,7 +2,8 @@
 step (Tensor.item, bool, int, float, tolist, numpy, cpu: the calls that make a GPU wait, counted
 here on the CPU, as ../shared/bench/host_syncs.py counts them; and torch.bincount and
 torch.tensor(..., device=...), which wait on a GPU only) with the default settings and callbacks,
-every augmentation preset and every batched op, MixUp with CutMix, multi-label data and EMA. The
+every augmentation preset and every batched op, MixUp with CutMix, multi-label and binary data and
+EMA. The
 run's first step may (one-time checks); every later one, in every epoch, may not."""
 
 import traceback
@@ -14,7 +15,7 @@ import torch
 from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 
 from src.train import train
-from tests.conftest import CONFIG_DIR, FAST, SMALL_MULTILABEL, compose_config
+from tests.conftest import CONFIG_DIR, FAST, SMALL_MULTILABEL, binary_overrides, compose_config
 
 COUNTED = ("item", "__bool__", "__int__", "__float__", "tolist", "numpy", "cpu")
 # on a GPU these wait too: bincount reads the largest value back to size its output; a tensor
@@ -116,6 +117,22 @@ SLOW = pytest.mark.slow  # what the quick cases already cover, but for its own s
 )
 def test_no_training_step_hands_a_value_to_the_host(overrides, host_reads, tmp_path: Path):
     train(compose_config("train.yaml", tmp_path, [*RUN, *overrides]))
+    assert len(host_reads) == 8  # two epochs of four steps
+    later = {step: dict(calls) for step, calls in enumerate(host_reads) if step and calls}
+    assert later == {}, f"steps (from 0) that waited for the device: {later}"
+
+
+def test_no_binary_training_step_hands_a_value_to_the_host(host_reads, binary_folder, tmp_path):
+    """data.task=binary on a two-class folder, MixUp and CutMix on (soft targets of class 1) and
+    pos_weight=auto: the binary training metrics take 0/1 predictions, never checked on the host."""
+    binary = [
+        *binary_overrides(binary_folder),
+        "model=cnn",  # the network RUN sizes (the folder's recipe would pick the VGG net)
+        "model.pos_weight=auto",
+        "data.augment.mixup_alpha=0.2",
+        "data.augment.cutmix_alpha=1.0",
+    ]
+    train(compose_config("train.yaml", tmp_path, [*RUN, *binary]))
     assert len(host_reads) == 8  # two epochs of four steps
     later = {step: dict(calls) for step, calls in enumerate(host_reads) if step and calls}
     assert later == {}, f"steps (from 0) that waited for the device: {later}"

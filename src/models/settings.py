@@ -66,7 +66,9 @@ def check_settings(hp: Mapping[str, Any]) -> None:
         raise ConfigError(f"model.threshold must lie in (0, 1), got {hp['threshold']}")
     # a setting of the other task would be silently ignored: refuse it instead
     if task == "multiclass" and hp["pos_weight"] is not None:
-        raise ConfigError("model.pos_weight applies to multi-label data: set it to null")
+        raise ConfigError(
+            "model.pos_weight applies to multi-label data (and binary data): set it to null"
+        )
     if task == "multilabel" and (hp["class_weights"] is not None or hp["label_smoothing"]):
         raise ConfigError(
             "model.class_weights and model.label_smoothing apply to multi-class data: "

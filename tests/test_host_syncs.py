@@ -37,14 +37,23 @@ RUN = [
     "data.batch_size=32",
 ]
 EVERY_OP = [  # every batched op and MixUp/CutMix at once
+    "data.augment.resized_crop_scale=[0.35,1]",
     "data.augment.crop_padding=2",
     "data.augment.hflip=0.5",
+    "data.augment.vflip=0.5",
     "data.augment.brightness=0.2",
     "data.augment.contrast=0.2",
     "data.augment.saturation=0.2",
+    "data.augment.hue=0.05",
     "data.augment.erasing=0.5",
     "data.augment.mixup_alpha=0.2",
     "data.augment.cutmix_alpha=1.0",
+]
+# the random resized crop, vertical flip and hue alone: their own draws and tensor ops
+CROP_FLIP_HUE = [
+    "data.augment.resized_crop_scale=[0.35,1]",
+    "data.augment.vflip=0.5",
+    "data.augment.hue=0.05",
 ]
 
 
@@ -105,6 +114,7 @@ SLOW = pytest.mark.slow  # what the quick cases already cover, but for its own s
     [
         pytest.param([], id="default"),
         pytest.param(EVERY_OP, id="every_op"),
+        pytest.param(CROP_FLIP_HUE, id="resized_crop_vflip_hue"),
         pytest.param(
             [*SMALL_MULTILABEL, "data.augment.mixup_alpha=0.2", "data.augment.cutmix_alpha=1.0"],
             id="multilabel_mixing",

@@ -106,12 +106,14 @@ def start_from_weights(model: ImageClassifier, path: str, out: Path, resuming: b
 
 
 def keep_trained_statistics(cfg: DictConfig, checkpoint: dict) -> None:
-    """Resuming with data.mean/std=auto: normalise with the numbers the run trained with."""
-    trained = checkpoint[RUN_CONFIG_KEY]["data"]
+    """Resuming with data.mean/std=auto: normalise with the numbers the run trained with, not
+    the statistics of the folder as it is now."""
+    trained, kept = checkpoint[RUN_CONFIG_KEY]["data"], {}
     with open_dict(cfg):
         for key in ("mean", "std"):
             if cfg.data.get(key) == "auto" and key in trained:
-                cfg.data[key] = trained[key]
+                cfg.data[key] = kept[f"data.{key}"] = trained[key]
+    record_in_saved_config(kept)
 
 
 def fill_in_found_data(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:

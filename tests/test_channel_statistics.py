@@ -191,30 +191,36 @@ def test_a_grayscale_folder_gives_three_equal_numbers_its_gray_statistics(tmp_pa
     assert dm.std == pytest.approx([gray.std()] * 3, abs=1e-4)
 
 
-def test_a_run_with_auto_trains_records_the_numbers_and_eval_and_predict_use_them(tmp_path):
+# a short run on a test-made folder with data.mean/std=auto (the folder and log_dir: per test)
+RUN = [
+    "data=image_folder",
+    "data.image_size=16",
+    "data.num_workers=0",
+    "data.batch_size=8",
+    "data.mean=auto",
+    "data.std=auto",
+    *QUIET,
+    "~callbacks.augmented_images",
+    "~callbacks.test_figures",
+    "model=cnn",
+    "model.net.channels=[8,8,16]",
+    "model.net.hidden_dim=32",
+    "trainer.accelerator=cpu",
+    "trainer.max_epochs=1",
+    "test=false",
+    "logger=tensorboard_csv",
+]
+
+
+def test_a_run_with_auto_records_the_numbers_that_eval_predict_and_resuming_use(tmp_path):
     root = tmp_path / "images"
     write_presplit(root, per_class=4)
     logs = tmp_path / "logs"
     result = run_in_process(
         "src/train.py",
-        "data=image_folder",
         f"data.root={root}",
         f"data.manifest_dir={tmp_path / 'manifests'}",
-        "data.image_size=16",
-        "data.num_workers=0",
-        "data.batch_size=8",
-        "data.mean=auto",
-        "data.std=auto",
-        *QUIET,
-        "~callbacks.augmented_images",
-        "~callbacks.test_figures",
-        "model=cnn",
-        "model.net.channels=[8,8,16]",
-        "model.net.hidden_dim=32",
-        "trainer.accelerator=cpu",
-        "trainer.max_epochs=1",
-        "test=false",
-        "logger=tensorboard_csv",
+        *RUN,
         f"paths.log_dir={logs}",
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -251,6 +257,22 @@ def test_a_run_with_auto_trains_records_the_numbers_and_eval_and_predict_use_the
         f"paths.log_dir={tmp_path / 'predict'}",
     )
     assert predicted.returncode == 0, predicted.stderr[-2000:]
+
+    # a resumed run normalises as it trained, not with the statistics of the folder as it is now
+    write_striped(tmp_path / "elsewhere" / "train" / "a" / "white.png", (255, 255, 255), 7)
+    resumed = run_in_process(
+        "src/train.py",
+        f"data.root={tmp_path / 'elsewhere'}",
+        f"data.manifest_dir={tmp_path / 'manifests'}",
+        *RUN,
+        f"paths.log_dir={tmp_path / 'resumed'}",
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    [again] = run_folders(tmp_path / "resumed")
+    assert "data.mean/std=auto" not in (again / "train.log").read_text()
+    saved = OmegaConf.load(again / ".hydra" / "config.yaml").data
+    assert (list(saved.mean), list(saved.std)) == (data["mean"], data["std"])
 
     refused = run_in_process(
         "src/eval.py",

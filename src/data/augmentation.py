@@ -206,12 +206,17 @@ def policy_transform(aug: Augmentation) -> v2.Transform | None:
     return None
 
 
-def check_statistics(mean: Sequence[float], std: Sequence[float]) -> None:
-    """Refuse normalisation statistics that are not three numbers each, with positive stds."""
-    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+def check_statistics(mean: Sequence[float] | str, std: Sequence[float] | str) -> None:
+    """Refuse normalisation statistics that are not three numbers each (or auto, for data that
+    computes them), with positive stds."""
+    given = [value for value in (mean, std) if value != "auto"]
+    if any(isinstance(value, str) or len(value) != 3 for value in given) or (
+        std != "auto" and min(std) <= 0
+    ):
+        shown = [value if isinstance(value, str) else list(value) for value in (mean, std)]
         raise ConfigError(
-            f"data.mean={list(mean)} and data.std={list(std)} need three numbers each (one per "
-            "colour channel), the stds positive"
+            f"data.mean={shown[0]} and data.std={shown[1]} need three numbers each (one per "
+            "colour channel: images are read as RGB) or auto, the stds positive"
         )
 
 

@@ -121,11 +121,14 @@ def checks(work: Path) -> list[Check]:
     ]
     every_op = [
         "augment=randaugment",
+        "data.augment.resized_crop_scale=[0.35,1]",
         "data.augment.crop_padding=2",
         "data.augment.hflip=0.5",
+        "data.augment.vflip=0.5",
         "data.augment.brightness=0.2",
         "data.augment.contrast=0.2",
         "data.augment.saturation=0.2",
+        "data.augment.hue=0.05",
         "data.augment.mixup_alpha=0.2",
         "data.augment.cutmix_alpha=1.0",
     ]
@@ -153,8 +156,9 @@ BATCHED_ON_DEVICE = """
 import torch
 from src.data.augmentation import parse_augmentation
 from src.data.batch_augment import BatchAugmentation
-spec = parse_augmentation({"crop_padding": 4, "hflip": 0.5, "degrees": 10, "translate": [0.1, 0.1],
-                           "brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "erasing": 0.25})
+spec = parse_augmentation({"resized_crop_scale": [0.35, 1], "crop_padding": 4, "hflip": 0.5,
+                           "vflip": 0.5, "degrees": 10, "translate": [0.1, 0.1], "brightness": 0.2,
+                           "contrast": 0.2, "saturation": 0.2, "hue": 0.05, "erasing": 0.25})
 aug = BatchAugmentation(spec, [0.5] * 3, [0.25] * 3)
 images = torch.randint(0, 256, (4096, 3, 32, 32), dtype=torch.uint8)
 cpu = aug(images, torch.Generator().manual_seed(0))

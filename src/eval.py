@@ -18,6 +18,7 @@ import src.cli.resolvers  # noqa: F401  (registers the resolvers the configs use
 from src.cli.extras import apply_extras, keep_file_logs_on_rank_zero, leave_process_group
 from src.cli.instantiate import instantiate_loggers
 from src.cli.one_line_errors import hydra_errors_on_one_line, report_user_errors
+from src.core.errors import ConfigError
 from src.core.runs import RUN_CONFIG_KEY
 from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.tracking.per_class import write_test_report
@@ -32,6 +33,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     checkpoint = read_checkpoint(cfg.get("ckpt_path"), map_location="cpu")  # checked: safe to build
     trained = OmegaConf.create(checkpoint[RUN_CONFIG_KEY]["data"])
     data_cfg = OmegaConf.merge(trained, cfg.get("data") or {})
+    if "auto" in (data_cfg.get("mean"), data_cfg.get("std")):
+        raise ConfigError(
+            "eval normalises with the statistics the run trained with (the checkpoint's "
+            "data.mean and data.std): drop data.mean=auto and data.std=auto"
+        )
     log.info(f"Evaluating {cfg.ckpt_path}")
 
     datamodule: L.LightningDataModule = hydra.utils.instantiate(data_cfg)

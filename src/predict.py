@@ -43,11 +43,17 @@ def prediction_records(
     top_k: int,
     threshold: float,
 ) -> list[dict[str, Any]]:
-    """One record per image: the top-k classes (multi-class) or the labels above threshold and
-    every label's probability (multi-label)."""
+    """One record per image: the top-k classes (multi-class), the predicted class and the
+    positive class's probability (binary: class 1 above threshold), or the labels above threshold
+    and every label's probability (multi-label)."""
     records = []
     for path, p in zip(paths, probs.tolist(), strict=True):
-        if task == "multiclass":
+        if task == "binary":  # p: the probability of class 1, the positive class
+            predicted = class_names[int(p > threshold)]
+            records.append(
+                {"path": str(path), "class": predicted, "probabilities": {class_names[1]: p}}
+            )
+        elif task == "multiclass":
             order = sorted(range(len(p)), key=lambda c: -p[c])[:top_k]
             top = [{"class": class_names[c], "probability": p[c]} for c in order]
             records.append({"path": str(path), "top_k": top})
@@ -59,7 +65,8 @@ def prediction_records(
 
 
 def csv_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows: path, class_1, probability_1, ... or path, labels, p_<label>, ..."""
+    """Header and rows: path, class_1, prob_1, ... (multi-class), path, class, p_<positive class>
+    (binary) or path, labels, p_<label>, ... (multi-label)."""
     if "top_k" in records[0]:
         k = len(records[0]["top_k"])
         header = ["path"] + [f"{col}_{i}" for i in range(1, k + 1) for col in ("class", "prob")]
@@ -69,9 +76,11 @@ def csv_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]
         ]
         return header, rows
     names = list(records[0]["probabilities"])
-    header = ["path", "labels"] + [f"p_{name}" for name in names]
+    predicted = "class" if "class" in records[0] else "labels"
+    header = ["path", predicted] + [f"p_{name}" for name in names]
     rows = [
-        [r["path"], " ".join(r["labels"])] + [f"{r['probabilities'][n]:.6f}" for n in names]
+        [r["path"], r["class"] if predicted == "class" else " ".join(r["labels"])]
+        + [f"{r['probabilities'][n]:.6f}" for n in names]
         for r in records
     ]
     return header, rows

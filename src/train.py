@@ -24,6 +24,7 @@ from src.cli.one_line_errors import hydra_errors_on_one_line, in_multirun, repor
 from src.cli.resume import continue_in_place, refuse_changed_schedule
 from src.core.errors import ConfigError
 from src.core.metrics import BEST, check_metrics_are_logged, metric_value
+from src.core.runs import RUN_CONFIG_KEY
 from src.models.checkpoint import resumable_checkpoint
 from src.models.classifier import ImageClassifier
 from src.models.init_from import load_initial_weights
@@ -46,6 +47,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # refuse a wrong path now, not after set-up
         path, checkpoint = resumable_checkpoint(cfg.ckpt_path)
         refuse_changed_schedule(cfg, checkpoint, path, passed=f"ckpt_path={cfg.ckpt_path}")
+        keep_trained_statistics(cfg, checkpoint)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     loggers = instantiate_loggers(cfg.get("logger"))
@@ -103,17 +105,37 @@ def start_from_weights(model: ImageClassifier, path: str, out: Path, resuming: b
     report.write_csv(out / "init_from.csv")
 
 
+def keep_trained_statistics(cfg: DictConfig, checkpoint: dict) -> None:
+    """Resuming with data.mean/std=auto: normalise with the numbers the run trained with, not
+    the statistics of the folder as it is now."""
+    trained, kept = checkpoint[RUN_CONFIG_KEY]["data"], {}
+    with open_dict(cfg):
+        for key in ("mean", "std"):
+            if cfg.data.get(key) == "auto" and key in trained:
+                cfg.data[key] = kept[f"data.{key}"] = trained[key]
+    record_in_saved_config(kept)
+
+
+def fill_in_found_data(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
+    """Put what the data found into the config (the model reads the task by interpolation) and
+    what was `auto` into the saved config too: eval and predict use the size and the
+    statistics that trained."""
+    found = {}
+    with open_dict(cfg):
+        cfg.data.task = datamodule.task
+        cfg.data.num_classes = datamodule.num_classes
+        cfg.data.class_names = list(datamodule.class_names)
+        for key in ("image_size", "mean", "std"):
+            if cfg.data.get(key) == "auto":
+                cfg.data[key] = found[f"data.{key}"] = getattr(datamodule, key)
+    record_in_saved_config(found)
+
+
 def _fit_and_test(
     cfg: DictConfig, loggers: list[Logger], session: TensorBoardSession
 ) -> dict[str, float]:
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
-    with open_dict(cfg):  # what the data found; the model config reads it by interpolation
-        cfg.data.task = datamodule.task
-        cfg.data.num_classes = datamodule.num_classes
-        cfg.data.class_names = list(datamodule.class_names)
-        if cfg.data.get("image_size") == "auto":  # eval and predict use the size that trained
-            cfg.data.image_size = datamodule.image_size
-            record_in_saved_config({"data.image_size": datamodule.image_size})
+    fill_in_found_data(cfg, datamodule)
     model: ImageClassifier = hydra.utils.instantiate(
         cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"), _recursive_=False
     )

@@ -112,6 +112,41 @@ def multilabel_run(tmp_path_factory) -> tuple[Path, dict[str, float]]:
     return out, train(compose_config("train.yaml", out, overrides))
 
 
+def write_two_digit_folder(root: Path, counts: dict[str, tuple[int, int]]) -> Path:
+    """root/<class>/<n>.png: for each class name, (digit, count) of the embedded digits as 16x16
+    PNGs, a real two-class (binary) image folder."""
+    from PIL import Image
+
+    from src.data.digits import load_digit_images
+
+    images, labels = load_digit_images(16)
+    for name, (digit, count) in counts.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in (labels == digit).nonzero().flatten()[:count].tolist():
+            Image.fromarray(images[i].numpy().transpose(1, 2, 0)).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def binary_folder(tmp_path_factory) -> Path:
+    """150 images of the digit 1 in one/ and 50 of 0 in zero/: class 1 (zero, by sorted name,
+    the positive class) is the minority, a quarter of the images."""
+    root = tmp_path_factory.mktemp("binary") / "images"
+    return write_two_digit_folder(root, {"one": (1, 150), "zero": (0, 50)})
+
+
+def binary_overrides(root: Path) -> list[str]:
+    """data=image_folder on a two-class folder as a binary task, read at 16x16 with no manifest."""
+    return [
+        "data=image_folder",
+        f"data.root={root}",
+        "data.task=binary",
+        "data.manifest_dir=null",
+        "data.num_workers=0",
+        "data.image_size=16",
+    ]
+
+
 @pytest.fixture
 def offline(monkeypatch):
     """Downloads fail as they do without internet, whether or not this machine has it."""

@@ -2,7 +2,8 @@
 step (Tensor.item, bool, int, float, tolist, numpy, cpu: the calls that make a GPU wait, counted
 here on the CPU, as ../shared/bench/host_syncs.py counts them; and torch.bincount and
 torch.tensor(..., device=...), which wait on a GPU only) with the default settings and callbacks,
-every augmentation preset and every batched op, MixUp with CutMix, multi-label data and EMA. The
+every augmentation preset and every batched op, MixUp with CutMix, multi-label and binary data and
+EMA. The
 run's first step may (one-time checks); every later one, in every epoch, may not."""
 
 import traceback
@@ -14,7 +15,7 @@ import torch
 from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 
 from src.train import train
-from tests.conftest import CONFIG_DIR, FAST, SMALL_MULTILABEL, compose_config
+from tests.conftest import CONFIG_DIR, FAST, SMALL_MULTILABEL, binary_overrides, compose_config
 
 COUNTED = ("item", "__bool__", "__int__", "__float__", "tolist", "numpy", "cpu")
 # on a GPU these wait too: bincount reads the largest value back to size its output; a tensor
@@ -36,14 +37,23 @@ RUN = [
     "data.batch_size=32",
 ]
 EVERY_OP = [  # every batched op and MixUp/CutMix at once
+    "data.augment.resized_crop_scale=[0.35,1]",
     "data.augment.crop_padding=2",
     "data.augment.hflip=0.5",
+    "data.augment.vflip=0.5",
     "data.augment.brightness=0.2",
     "data.augment.contrast=0.2",
     "data.augment.saturation=0.2",
+    "data.augment.hue=0.05",
     "data.augment.erasing=0.5",
     "data.augment.mixup_alpha=0.2",
     "data.augment.cutmix_alpha=1.0",
+]
+# the random resized crop, vertical flip and hue alone: their own draws and tensor ops
+CROP_FLIP_HUE = [
+    "data.augment.resized_crop_scale=[0.35,1]",
+    "data.augment.vflip=0.5",
+    "data.augment.hue=0.05",
 ]
 
 
@@ -104,6 +114,7 @@ SLOW = pytest.mark.slow  # what the quick cases already cover, but for its own s
     [
         pytest.param([], id="default"),
         pytest.param(EVERY_OP, id="every_op"),
+        pytest.param(CROP_FLIP_HUE, id="resized_crop_vflip_hue"),
         pytest.param(
             [*SMALL_MULTILABEL, "data.augment.mixup_alpha=0.2", "data.augment.cutmix_alpha=1.0"],
             id="multilabel_mixing",
@@ -116,6 +127,22 @@ SLOW = pytest.mark.slow  # what the quick cases already cover, but for its own s
 )
 def test_no_training_step_hands_a_value_to_the_host(overrides, host_reads, tmp_path: Path):
     train(compose_config("train.yaml", tmp_path, [*RUN, *overrides]))
+    assert len(host_reads) == 8  # two epochs of four steps
+    later = {step: dict(calls) for step, calls in enumerate(host_reads) if step and calls}
+    assert later == {}, f"steps (from 0) that waited for the device: {later}"
+
+
+def test_no_binary_training_step_hands_a_value_to_the_host(host_reads, binary_folder, tmp_path):
+    """data.task=binary on a two-class folder, MixUp and CutMix on (soft targets of class 1) and
+    pos_weight=auto: the binary training metrics take 0/1 predictions, never checked on the host."""
+    binary = [
+        *binary_overrides(binary_folder),
+        "model=cnn",  # the network RUN sizes (the folder's recipe would pick the VGG net)
+        "model.pos_weight=auto",
+        "data.augment.mixup_alpha=0.2",
+        "data.augment.cutmix_alpha=1.0",
+    ]
+    train(compose_config("train.yaml", tmp_path, [*RUN, *binary]))
     assert len(host_reads) == 8  # two epochs of four steps
     later = {step: dict(calls) for step, calls in enumerate(host_reads) if step and calls}
     assert later == {}, f"steps (from 0) that waited for the device: {later}"

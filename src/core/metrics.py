@@ -18,6 +18,7 @@ DIRECTIONS = {
     "f1_micro": "max",
     "map": "max",
     "ap": "max",
+    "auroc": "max",
     "precision": "max",
     "recall": "max",
     "exact_match": "max",
@@ -32,7 +33,9 @@ DIRECTIONS = {
 PER_CLASS = ("f1", "ap")
 PER_CLASS_LEVEL = "per_class"
 # The validation metric that picks best.ckpt and stops early, unless `monitor` says otherwise.
-DEFAULT_MONITOR = {"multiclass": "val/acc", "multilabel": "val/map"}
+# Binary data is watched by accuracy at the threshold, like the two-class multi-class model it
+# replaces; monitor=val/auroc judges the ranking, whatever the threshold.
+DEFAULT_MONITOR = {"multiclass": "val/acc", "binary": "val/acc", "multilabel": "val/map"}
 BEST = "_best"  # `<metric>_best`: the best value of a validation metric so far
 
 
@@ -69,7 +72,7 @@ def check_per_class_names(class_names: Iterable[str]) -> None:
 
 
 def default_monitor(task: str | None) -> str:
-    """The validation metric a task is judged by: val/acc (multi-class) or val/map."""
+    """The validation metric a task is judged by: val/acc (multi-class, binary) or val/map."""
     return DEFAULT_MONITOR.get(task or "multiclass", DEFAULT_MONITOR["multiclass"])
 
 

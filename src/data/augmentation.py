@@ -34,8 +34,13 @@ MAGNITUDE_BINS = 31
 class Augmentation:
     """What `data.augment` switches on, in the order it is applied; zeros switch a step off.
 
+    resized_crop_scale, resized_crop_ratio: torchvision's RandomResizedCrop, first: a box of a
+        share of the image's area drawn from resized_crop_scale = [low, high] and an aspect
+        ratio (width / height) drawn log-uniformly from resized_crop_ratio, resized bilinearly
+        back to the image's size; a scale of [1, 1] switches it off.
     crop_padding: pad each side by this many pixels (zeros), then crop the original size at random.
     hflip: probability of a horizontal flip.
+    vflip: probability of a vertical flip (after the horizontal one).
     degrees, translate, scale: a random affine map: a rotation in [-degrees, degrees], a shift
         of up to translate = [x, y] of the width and height (whole pixels), a zoom in
         scale = [low, high].
@@ -44,6 +49,8 @@ class Augmentation:
         corners, which matters for small, low-contrast images).
     interpolation: how the affine map samples: nearest (pixel) or bilinear.
     brightness, contrast, saturation: colour jitter, each factor drawn from [1 - s, 1 + s].
+    hue: colour jitter's hue shift, drawn from [-hue, hue] (a share of the colour circle, at most
+        0.5); one-channel images have no hue.
     erasing: probability of erasing a random rectangle (2-33% of the image) to zero after
         normalisation.
     policy: a learned policy of torchvision applied to each uint8 image after the crop and flip:
@@ -57,8 +64,11 @@ class Augmentation:
     mixup_off_epoch: from this epoch on (0-based) no batch is mixed; None: mixed to the end.
     """
 
+    resized_crop_scale: tuple[float, float] = (1.0, 1.0)
+    resized_crop_ratio: tuple[float, float] = (0.75, 1.3333)
     crop_padding: int = 0
     hflip: float = 0.0
+    vflip: float = 0.0
     policy: str | None = None
     policy_magnitude: int = 9
     policy_num_ops: int = 2
@@ -71,6 +81,7 @@ class Augmentation:
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0
+    hue: float = 0.0
     erasing: float = 0.0
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
@@ -78,12 +89,16 @@ class Augmentation:
     mixup_off_epoch: int | None = None
 
     @property
+    def resized_crop(self) -> bool:
+        return tuple(self.resized_crop_scale) != (1.0, 1.0)
+
+    @property
     def affine(self) -> bool:
         return bool(self.degrees or any(self.translate) or tuple(self.scale) != (1.0, 1.0))
 
     @property
     def color_jitter(self) -> bool:
-        return bool(self.brightness or self.contrast or self.saturation)
+        return bool(self.brightness or self.contrast or self.saturation or self.hue)
 
     @property
     def mixing(self) -> bool:
@@ -109,7 +124,7 @@ def parse_augmentation(settings: Mapping[str, Any] | None) -> Augmentation:
             raise ConfigError(
                 f"data.augment.{key} is not an augmentation: {hint}use {', '.join(known)}"
             )
-    for key in ("translate", "scale"):
+    for key in ("resized_crop_scale", "resized_crop_ratio", "translate", "scale"):
         if key in settings:
             value = settings[key]
             if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
@@ -118,9 +133,21 @@ def parse_augmentation(settings: Mapping[str, Any] | None) -> Augmentation:
     aug = Augmentation(**settings)
     if not isinstance(aug.crop_padding, int) or aug.crop_padding < 0:
         _fail("crop_padding", aug.crop_padding, "a whole number of pixels, 0 or more")
-    for key in ("hflip", "erasing", "mix_prob"):
+    for key in ("hflip", "vflip", "erasing", "mix_prob"):
         if not 0 <= getattr(aug, key) <= 1:
             _fail(key, getattr(aug, key), "a probability in [0, 1]")
+    if not 0 < aug.resized_crop_scale[0] <= aug.resized_crop_scale[1] <= 1:
+        _fail(
+            "resized_crop_scale",
+            list(aug.resized_crop_scale),
+            "shares of the area [low, high] with 0 < low <= high <= 1",
+        )
+    if not 0 < aug.resized_crop_ratio[0] <= aug.resized_crop_ratio[1]:
+        _fail(
+            "resized_crop_ratio",
+            list(aug.resized_crop_ratio),
+            "aspect ratios [low, high] with 0 < low <= high",
+        )
     if not 0 <= aug.degrees <= 180:
         _fail("degrees", aug.degrees, "an angle in [0, 180]")
     if not all(0 <= t <= 1 for t in aug.translate):
@@ -134,6 +161,8 @@ def parse_augmentation(settings: Mapping[str, Any] | None) -> Augmentation:
     for key in ("brightness", "contrast", "saturation"):
         if not 0 <= getattr(aug, key) <= 1:
             _fail(key, getattr(aug, key), "a strength in [0, 1]")
+    if not 0 <= aug.hue <= 0.5:
+        _fail("hue", aug.hue, "a hue shift in [0, 0.5] (a share of the colour circle)")
     _check_policy(aug)
     for key in ("mixup_alpha", "cutmix_alpha"):
         if not (isinstance(getattr(aug, key), int | float) and getattr(aug, key) >= 0):
@@ -177,12 +206,17 @@ def policy_transform(aug: Augmentation) -> v2.Transform | None:
     return None
 
 
-def check_statistics(mean: Sequence[float], std: Sequence[float]) -> None:
-    """Refuse normalisation statistics that are not three numbers each, with positive stds."""
-    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+def check_statistics(mean: Sequence[float] | str, std: Sequence[float] | str) -> None:
+    """Refuse normalisation statistics that are not three numbers each (or auto, for data that
+    computes them), with positive stds."""
+    given = [value for value in (mean, std) if value != "auto"]
+    if any(isinstance(value, str) or len(value) != 3 for value in given) or (
+        std != "auto" and min(std) <= 0
+    ):
+        shown = [value if isinstance(value, str) else list(value) for value in (mean, std)]
         raise ConfigError(
-            f"data.mean={list(mean)} and data.std={list(std)} need three numbers each (one per "
-            "colour channel), the stds positive"
+            f"data.mean={shown[0]} and data.std={shown[1]} need three numbers each (one per "
+            "colour channel: images are read as RGB) or auto, the stds positive"
         )
 
 
@@ -194,13 +228,21 @@ def per_sample_train_transform(
     aug: Augmentation, mean: Sequence[float], std: Sequence[float], size: tuple[int, int]
 ) -> v2.Compose:
     """The augmentation as torchvision.transforms.v2, applied to one (height, width) image at a
-    time. Crop, flip and policy see the image as it was read (uint8 for in-memory data), the
+    time. Crops, flips and policy see the image as it was read (uint8 for in-memory data), the
     rest floats in [0, 1]; batch mixing comes later, on whole batches."""
     steps: list[v2.Transform] = [v2.ToImage()]
+    if aug.resized_crop:
+        steps.append(
+            v2.RandomResizedCrop(
+                size, aug.resized_crop_scale, aug.resized_crop_ratio, antialias=True
+            )
+        )
     if aug.crop_padding:
         steps.append(v2.RandomCrop(size, padding=aug.crop_padding))
     if aug.hflip:
         steps.append(v2.RandomHorizontalFlip(p=aug.hflip))
+    if aug.vflip:
+        steps.append(v2.RandomVerticalFlip(p=aug.vflip))
     if (policy := policy_transform(aug)) is not None:
         steps.append(policy)
     steps.append(v2.ToDtype(torch.float32, scale=True))
@@ -221,6 +263,7 @@ def per_sample_train_transform(
                 brightness=aug.brightness or None,
                 contrast=aug.contrast or None,
                 saturation=aug.saturation or None,
+                hue=aug.hue or None,
             )
         )
     steps.append(v2.Normalize(list(mean), list(std)))

@@ -69,7 +69,8 @@ class ClassificationDataModule(L.LightningDataModule):
 
     Subclasses set `train_set`, `val_set` and `test_set` in `setup` and describe the task with
     `task`, `num_classes` and `class_names`; the model reads those through the config. Multi-class
-    targets are class indices; multi-label targets are float multi-hot vectors of num_classes.
+    and binary targets are class indices (binary: 1 the positive class); multi-label targets are
+    float multi-hot vectors of num_classes.
 
     `augment` describes the training augmentation (`Augmentation`'s fields,
     src/data/augmentation.py) and `mean`/`std` the normalisation after it; subclasses apply them,
@@ -77,6 +78,8 @@ class ClassificationDataModule(L.LightningDataModule):
     """
 
     supported_tasks: tuple[str, ...] = ("multiclass",)
+    # whether mean/std may be "auto": computed from the training split (use_statistics)
+    computes_statistics = False
 
     def __init__(
         self,
@@ -95,8 +98,8 @@ class ClassificationDataModule(L.LightningDataModule):
         eval_transforms: Sequence[Any] | None = None,
         task: str = "multiclass",
         augment: Mapping[str, Any] | None = None,
-        mean: Sequence[float] = (0.5, 0.5, 0.5),
-        std: Sequence[float] = (0.5, 0.5, 0.5),
+        mean: Sequence[float] | str = (0.5, 0.5, 0.5),
+        std: Sequence[float] | str = (0.5, 0.5, 0.5),
     ) -> None:
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -113,6 +116,12 @@ class ClassificationDataModule(L.LightningDataModule):
         if task not in self.supported_tasks:
             choices = " or ".join(self.supported_tasks)
             raise ConfigError(f"data.task={task!r} does not fit this data set: use {choices}")
+        if task == "binary" and num_classes != 2:
+            raise ConfigError(
+                f"data.task=binary needs exactly two classes (the second the positive one), the "
+                f"data has {num_classes} ({', '.join(map(str, class_names))}): use "
+                "data.task=multiclass"
+            )
         self.task = task
         self.num_classes = num_classes
         self.class_names = list(class_names)
@@ -130,8 +139,17 @@ class ClassificationDataModule(L.LightningDataModule):
         check_folds(num_folds, fold)
         self.num_folds, self.fold = num_folds, fold
         check_statistics(mean, std)
+        if "auto" in (mean, std) and not self.computes_statistics:
+            raise ConfigError(
+                f"data.mean/std=auto is computed for image folders (data=image_folder) only: "
+                f"{type(self).__name__} has fixed statistics, give three numbers each (as its "
+                "config does)"
+            )
         self.augmentation = parse_augmentation(augment)
-        self.mean, self.std = list(mean), list(std)
+        self.mean: list[float] | str = mean if mean == "auto" else list(mean)
+        self.std: list[float] | str = std if std == "auto" else list(std)
+        if "auto" not in (mean, std):
+            self.use_statistics(mean, std)
         self.train_transform = build_transforms(train_transforms)
         self.eval_transform = build_transforms(eval_transforms)
         self.train_set: Dataset | None = None
@@ -140,6 +158,11 @@ class ClassificationDataModule(L.LightningDataModule):
         self._generator: torch.Generator | None = None
         self._generator_key: tuple[int, str] | None = None
         self._seed = 0
+
+    def use_statistics(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Normalise with these per-channel statistics (auto's, once a subclass found them)."""
+        check_statistics(mean, std)
+        self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
 
     def setup(self, stage: str | None = None) -> None:
         """Divide the batch size across DDP processes so the global batch stays as configured."""
@@ -183,7 +206,9 @@ class ClassificationDataModule(L.LightningDataModule):
         if not self.augmentation.mixes_in_epoch(trainer.current_epoch):
             return batch
         images, targets = batch
-        return mix_batch(images, targets, self.augmentation, self.num_classes, self.batch_rng())
+        binary = self.task == "binary"  # its mixed targets: the share of class 1 (B,)
+        rng = self.batch_rng()
+        return mix_batch(images, targets, self.augmentation, self.num_classes, rng, binary)
 
     def batch_rng(self) -> np.random.Generator:
         """A host generator for the few numbers a training batch draws as a whole (its mixing),

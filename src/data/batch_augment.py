@@ -3,8 +3,9 @@
 Each step draws its random parameters for every image of the batch at once, from the generator it
 is given, and applies them with tensor operations, so a batch costs a few kernel launches instead
 of one Python call per image, and nothing is read back to the host. The draws follow torchvision's
-transforms (see src/data/augmentation.py): the same ranges, the same whole-pixel shifts, the same
-erasing rule; the learned policies (RandAugment, TrivialAugmentWide, AutoAugment) draw from
+transforms (see src/data/augmentation.py): the same ranges, the same whole-pixel shifts and crop
+boxes (src/data/geometry.py), the same colour ops (src/data/batch_color.py), the same erasing
+rule; the learned policies (RandAugment, TrivialAugmentWide, AutoAugment) draw from
 torchvision's own tables (src/data/batch_policy.py).
 """
 
@@ -17,33 +18,40 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from src.data.augmentation import ERASE_RATIO, ERASE_SCALE, Augmentation, policy_transform
+from src.data.batch_color import color_jitter
 from src.data.batch_policy import BatchPolicy
-from src.data.geometry import random_affine, uniform
+from src.data.geometry import randint_below, random_affine, random_resized_crop
 
 ERASE_ATTEMPTS = 10  # as torchvision: a rectangle that does not fit is drawn again, then skipped
 
 
-def _randint(high: Tensor, g: torch.Generator) -> Tensor:
-    """An integer in [0, high) per entry of `high`."""
-    return (torch.rand(high.shape, generator=g, device=g.device) * high).floor().long()
+def _chance(n: int, p: float, g: torch.Generator) -> Tensor:
+    return torch.rand(n, generator=g, device=g.device) < p
 
 
-def crop_and_flip(x: Tensor, padding: int, p_flip: float, g: torch.Generator) -> Tensor:
+def crop_and_flip(
+    x: Tensor, padding: int, p_flip: float, g: torch.Generator, p_vflip: float = 0.0
+) -> Tensor:
     """Pad each side with `padding` zeros and cut each image back to its size at a random offset,
-    then mirror it left-right with probability `p_flip`: one gather, in any dtype (uint8 here).
-    Without padding only the flip: each image or its mirror image, no gather."""
+    then mirror it left-right with probability `p_flip` and upside down with `p_vflip`: one
+    gather, in any dtype (uint8 here). Without padding only the flips: each image or its mirror
+    image, no gather."""
     n, c, h, w = x.shape
     if not padding:
-        flip = torch.rand(n, generator=g, device=g.device) < p_flip
-        return torch.where(flip[:, None, None, None], x.flip(-1), x)
+        if p_flip:
+            x = torch.where(_chance(n, p_flip, g)[:, None, None, None], x.flip(-1), x)
+        if p_vflip:
+            x = torch.where(_chance(n, p_vflip, g)[:, None, None, None], x.flip(-2), x)
+        return x
     x = F.pad(x, (padding, padding, padding, padding))
     width = w + 2 * padding
-    top = _randint(torch.full((n,), 2 * padding + 1, device=g.device), g)
-    left = _randint(torch.full((n,), 2 * padding + 1, device=g.device), g)
-    flip = torch.rand(n, generator=g, device=g.device) < p_flip
-    across = torch.arange(w, device=x.device)
+    top = randint_below(torch.full((n,), 2 * padding + 1, device=g.device), g)
+    left = randint_below(torch.full((n,), 2 * padding + 1, device=g.device), g)
+    flip = _chance(n, p_flip, g)
+    vflip = _chance(n, p_vflip, g) if p_vflip else torch.zeros_like(flip)
+    across, down = torch.arange(w, device=x.device), torch.arange(h, device=x.device)
     cols = left[:, None] + torch.where(flip[:, None], w - 1 - across, across)
-    rows = top[:, None] + torch.arange(h, device=x.device)
+    rows = top[:, None] + torch.where(vflip[:, None], h - 1 - down, down)
     index = (rows[:, :, None] * width + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
     return x.flatten(2).gather(2, index).view(n, c, h, w)
 
@@ -59,34 +67,6 @@ def one_thread_on_cpu(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def _gray(x: Tensor) -> Tensor:
-    return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
-
-
-def _factor(n: int, strength: float, g: torch.Generator) -> Tensor:
-    return uniform(n, max(0.0, 1 - strength), 1 + strength, g)[:, None, None, None]
-
-
-def color_jitter(
-    x: Tensor, brightness: float, contrast: float, saturation: float, g: torch.Generator
-) -> Tensor:
-    """Scale brightness, contrast and saturation of [0, 1] images by a factor drawn per image.
-    Works in place on `x` (a batch of floats this module made), which keeps large batches fast
-    on the CPU."""
-    n = len(x)
-    if brightness:
-        x.mul_(_factor(n, brightness, g)).clamp_(0, 1)
-    if contrast:
-        mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
-        f = _factor(n, contrast, g)
-        x.mul_(f).add_((1 - f) * mean).clamp_(0, 1)
-    if saturation:
-        f = _factor(n, saturation, g)
-        gray = _gray(x).mul_(1 - f)  # before x changes
-        x.mul_(f).add_(gray).clamp_(0, 1)
-    return x
 
 
 def random_erasing(x: Tensor, p: float, g: torch.Generator) -> Tensor:
@@ -110,7 +90,7 @@ def random_erasing(x: Tensor, p: float, g: torch.Generator) -> Tensor:
     first = fits.int().argmax(dim=1, keepdim=True)  # the first rectangle that fits
     erase &= fits.any(dim=1)
     eh, ew = heights.gather(1, first)[:, 0], widths.gather(1, first)[:, 0]
-    top, left = _randint(h - eh + 1, g), _randint(w - ew + 1, g)
+    top, left = randint_below(h - eh + 1, g), randint_below(w - ew + 1, g)
     rows = torch.arange(h, device=x.device)[None, :]
     cols = torch.arange(w, device=x.device)[None, :]
     inside_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
@@ -147,14 +127,18 @@ class BatchAugmentation:
     def __call__(self, images: Tensor, g: torch.Generator) -> Tensor:
         """uint8 images augmented (parameters drawn from `g`, on the images' device), normalised.
 
-        Crops, flips and the policy move uint8 pixels (a quarter of the memory traffic of
-        floats); the affine map and colour jitter work on floats in [0, 1]; random erasing comes
-        last.
+        The random resized crop resamples floats and rounds them back to uint8 (as torchvision
+        resizes uint8 images); crops, flips and the policy move uint8 pixels (a quarter of the
+        memory traffic of floats); the affine map and colour jitter (hue last) work on floats in
+        [0, 1]; random erasing comes last.
         """
         aug = self.aug
         x = images
-        if aug.crop_padding or aug.hflip:
-            x = crop_and_flip(x, aug.crop_padding, aug.hflip, g)
+        if aug.resized_crop:
+            x = random_resized_crop(x.float(), aug.resized_crop_scale, aug.resized_crop_ratio, g)
+            x = x.round_().clamp_(0, 255).to(images.dtype)
+        if aug.crop_padding or aug.hflip or aug.vflip:
+            x = crop_and_flip(x, aug.crop_padding, aug.hflip, g, aug.vflip)
         if self.policy is not None:
             with one_thread_on_cpu(x.device):
                 x = self.policy(x, g)
@@ -165,7 +149,7 @@ class BatchAugmentation:
                     x, aug.degrees, aug.translate, aug.scale, g, aug.fill, aug.interpolation
                 )
             if aug.color_jitter:
-                x = color_jitter(x, aug.brightness, aug.contrast, aug.saturation, g)
+                x = color_jitter(x, aug.brightness, aug.contrast, aug.saturation, g, aug.hue)
             x = self._normalize_unit(x)
         else:
             x = self.normalize(x)

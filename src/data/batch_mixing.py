@@ -8,7 +8,8 @@ by seed, epoch, rank and batch: src/data/base.py), so that a resumed run mixes a
 uninterrupted one would. A batch's few numbers are drawn on the host: nothing waits for the device.
 
 Targets become soft: multi-class indices (B,) turn into (B, C) class probabilities, the mixed
-one-hot vectors; multi-label multi-hot vectors (B, C) into mixed multi-hot floats in [0, 1].
+one-hot vectors; binary indices (B,) into the mixed probability of class 1 (B,); multi-label
+multi-hot vectors (B, C) into mixed multi-hot floats in [0, 1].
 """
 
 import math
@@ -52,8 +53,11 @@ def draw_mixing(
     return MixDraw(lam, (top, bottom, left, right))
 
 
-def soft_targets(targets: Tensor, num_classes: int) -> Tensor:
-    """Targets as floats (B, C): one-hot rows for class indices, multi-hot rows as they are."""
+def soft_targets(targets: Tensor, num_classes: int, binary: bool = False) -> Tensor:
+    """Targets as floats (B, C): one-hot rows for class indices, multi-hot rows as they are;
+    binary class indices as floats (B,), the probability of class 1."""
+    if binary:
+        return targets.float()
     if targets.ndim == 1:
         return F.one_hot(targets.long(), num_classes).float()
     return targets.float()
@@ -76,13 +80,14 @@ def mix_batch(
     aug: Augmentation,
     num_classes: int,
     rng: np.random.Generator,
+    binary: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """A training batch of float images (B, C, H, W) MixUp- or CutMix-ed as `aug` says (its
-    numbers drawn from `rng`), with soft targets; unchanged (hard targets) when the draw leaves
-    the batch unmixed."""
+    numbers drawn from `rng`), with soft targets (`binary`: of class 1, (B,)); unchanged (hard
+    targets) when the draw leaves the batch unmixed."""
     draw = draw_mixing(aug, images.shape[-2], images.shape[-1], rng)
     if draw is None:
         return images, targets
-    soft = soft_targets(targets, num_classes)
+    soft = soft_targets(targets, num_classes, binary)
     mixed_targets = soft.roll(1, dims=0).mul_(1.0 - draw.lam).add_(soft, alpha=draw.lam)
     return mix_images(images, draw), mixed_targets

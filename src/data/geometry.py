@@ -1,6 +1,7 @@
-"""A random affine map (rotation, whole-pixel shift, zoom) of whole batches, with the fills
-torchvision's RandomAffine lacks: shared by the batched pipeline (src/data/batch_augment.py) and
-the per-sample one (src/data/augmentation.py)."""
+"""The geometry of whole batches, each image with its own draw: torchvision's random resized crop,
+and a random affine map (rotation, whole-pixel shift, zoom) with the fills torchvision's
+RandomAffine lacks, which the per-sample pipeline (src/data/augmentation.py) shares with the
+batched one (src/data/batch_augment.py)."""
 
 import math
 from collections.abc import Sequence
@@ -13,6 +14,81 @@ from torch import Tensor
 def uniform(n: int, low: float, high: float, g: torch.Generator) -> Tensor:
     """n draws from U(low, high) with generator g, on its device."""
     return torch.rand(n, generator=g, device=g.device) * (high - low) + low
+
+
+def randint_below(high: Tensor, g: torch.Generator) -> Tensor:
+    """An integer in [0, high) per entry of `high`."""
+    return (torch.rand(high.shape, generator=g, device=g.device) * high).floor().long()
+
+
+CROP_ATTEMPTS = 10  # as torchvision's RandomResizedCrop: then the centre crop
+
+
+def resized_crop_boxes(
+    n: int,
+    height: int,
+    width: int,
+    scale: Sequence[float],
+    ratio: Sequence[float],
+    g: torch.Generator,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(top, left, height, width) of a crop box per image, drawn as torchvision's
+    RandomResizedCrop draws one: the first of 10 tries (area share in `scale`, aspect ratio
+    log-uniform in `ratio`) that fits, else the centre crop of the nearest allowed ratio."""
+    tries = (n, CROP_ATTEMPTS)
+    area = (
+        height
+        * width
+        * (torch.rand(tries, generator=g, device=g.device) * (scale[1] - scale[0]) + scale[0])
+    )
+    log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
+    aspect = (
+        torch.rand(tries, generator=g, device=g.device) * (log_high - log_low) + log_low
+    ).exp()
+    # torch.round rounds halves to even, Python's round too
+    widths = (area * aspect).sqrt().round().long()
+    heights = (area / aspect).sqrt().round().long()
+    fits = (widths > 0) & (widths <= width) & (heights > 0) & (heights <= height)
+    first = fits.int().argmax(dim=1, keepdim=True)
+    found = fits.any(dim=1)
+    fallback_h, fallback_w = height, width  # the centre crop: the whole image, or the ratio's limit
+    if width / height < min(ratio):
+        fallback_h = int(round(width / min(ratio)))
+    elif width / height > max(ratio):
+        fallback_w = int(round(height * max(ratio)))
+    crop_h = torch.where(found, heights.gather(1, first)[:, 0], fallback_h)
+    crop_w = torch.where(found, widths.gather(1, first)[:, 0], fallback_w)
+    top = torch.where(found, randint_below(height - crop_h + 1, g), (height - fallback_h) // 2)
+    left = torch.where(found, randint_below(width - crop_w + 1, g), (width - fallback_w) // 2)
+    return top, left, crop_h, crop_w
+
+
+def resized_crop(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor) -> Tensor:
+    """Cut each float image's box (top, left, height, width) and resize it bilinearly back to the
+    image's size: torchvision's resized_crop (a box is never larger than the image, so its
+    antialiasing has nothing to do), all images in one grid_sample."""
+    n, _, h, w = x.shape
+
+    def source(out: int, start: Tensor, length: Tensor) -> Tensor:
+        # F.interpolate's source of each output pixel in the box (align_corners=False, clamped
+        # to the box), moved to the image and into grid_sample's [-1, 1]
+        length = length.to(x.dtype)[:, None]
+        inside = (torch.arange(out, device=x.device) + 0.5) * (length / out) - 0.5
+        inside = torch.minimum(inside.clamp_(min=0), length - 1)
+        return (2 * (inside + start[:, None]) + 1) / out - 1
+
+    grid_x = source(w, left, width)[:, None, :].expand(n, h, w)
+    grid_y = source(h, top, height)[:, :, None].expand(n, h, w)
+    grid = torch.stack([grid_x, grid_y], dim=-1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_resized_crop(
+    x: Tensor, scale: Sequence[float], ratio: Sequence[float], g: torch.Generator
+) -> Tensor:
+    """torchvision's RandomResizedCrop of each float image, drawn per image, output its size."""
+    n, _, h, w = x.shape
+    return resized_crop(x, *resized_crop_boxes(n, h, w, scale, ratio, g))
 
 
 def random_affine(

@@ -1,8 +1,10 @@
 """Images in class folders, or listed with their labels in a CSV/JSON file, as a DataModule.
 
 Multi-class: `root/<class>/**/<image>` (split by seeded stratified fractions) or a pre-split
-`root/{train,val,test}/<class>/`. Multi-label: a labels file with `path` and `labels` (and optional
-`split`) columns, its paths relative to its own folder. Everything is listed, and by default
+`root/{train,val,test}/<class>/`; binary (data.task=binary): the same with exactly two classes,
+the second (by sorted name, or the classes file's order) the positive one. Multi-label: a labels
+file with `path` and `labels` (and optional `split`) columns, its paths relative to its own
+folder. Everything is listed, and by default
 decoded, when the module is built, so the classes are known before the model is and bad input
 stops the run before training starts; what decoding found is kept in a manifest, so a later build
 decodes only new or changed files.
@@ -14,7 +16,7 @@ the batched pipeline of src/data/in_memory.py; larger ones stream from the files
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from src.data.images import (
 from src.data.in_memory import InMemoryDataModule
 from src.data.manifest import manifest_file
 from src.data.splits import check_split_fractions, split_indices
+from src.data.statistics import fill_in_auto, statistics_file, training_statistics
 from src.data.transforms import fit_to_square_transform, image_eval_transform
 
 log = logging.getLogger(__name__)
@@ -78,16 +81,20 @@ class SquareImageDataset(Dataset):
         return fit_to_square(read_rgb_image(self.paths[i]), self.size).as_subclass(Tensor)
 
 
-def load_squares(paths: Sequence[Path], size: int) -> Tensor:
-    """Every image as a uint8 square, in one tensor (N, 3, size, size); decoded by worker
+def square_batches(paths: Sequence[Path], size: int) -> Iterator[Tensor]:
+    """The images as uint8 squares, 256 at a time (N, 3, size, size); decoded by worker
     processes when there are many."""
     workers = min(8, cpu_count()) if len(paths) >= PARALLEL_DECODING_FROM else 0
-    loader = DataLoader(
+    yield from DataLoader(
         SquareImageDataset(paths, size), batch_size=256, num_workers=workers, collate_fn=torch.stack
     )
+
+
+def load_squares(paths: Sequence[Path], size: int) -> Tensor:
+    """Every image as a uint8 square, in one tensor (N, 3, size, size)."""
     images = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     done = 0
-    for batch in loader:
+    for batch in square_batches(paths, size):
         images[done : done + len(batch)] = batch
         done += len(batch)
     return images
@@ -110,7 +117,7 @@ def check_image_size(image_size: Any) -> None:
 
 
 class ImageFolderDataModule(InMemoryDataModule):
-    """Your own images: class folders (multi-class) or a CSV/JSON labels file (either task).
+    """Your own images: class folders (multi-class, binary) or a CSV/JSON labels file (any task).
 
     Args:
         image_size: the side of the square each image is resized (shorter side) and centre
@@ -122,9 +129,11 @@ class ImageFolderDataModule(InMemoryDataModule):
             hold them.
         train_transforms, eval_transforms: torchvision transform lists instead of `augment`
             (per_sample only).
+        mean, std (of the base class): either may be "auto": the training split's.
     """
 
-    supported_tasks = ("multiclass", "multilabel")
+    supported_tasks = ("multiclass", "binary", "multilabel")
+    computes_statistics = True  # mean/std=auto: the training split's (src/data/statistics.py)
 
     def __init__(
         self,
@@ -197,13 +206,46 @@ class ImageFolderDataModule(InMemoryDataModule):
             source,
             folds,
         )
+        self._squares: Tensor | None = None  # every image, when decoded early for statistics
+        if "auto" in (self.mean, self.std):
+            self._find_statistics(source, Path(manifest_dir) if manifest_dir else None)
+
+    def _find_statistics(self, source: Path, manifest_dir: Path | None) -> None:
+        """data.mean/std=auto: the training split's per-channel statistics, as the network sees
+        the images (fitted to the square), remembered beside the manifest."""
+        train = torch.as_tensor(self.splits["train"])
+        paths = [self.paths[i] for i in train.tolist()]
+
+        def batches() -> Iterator[Tensor]:
+            if self.pipeline != "batched":
+                return square_batches(paths, self.image_size)
+            self._squares = self.decode_all()  # decoded once: load_splits takes them
+            return (self._squares[chunk] for chunk in train.split(256))
+
+        settings = ("val_fraction", "test_fraction", "split_seed", "num_folds", "fold")
+        remembered = statistics_file(manifest_dir, source) if manifest_dir else None
+        found, how = training_statistics(
+            paths,
+            self.image_size,
+            {name: getattr(self, name) for name in settings},
+            remembered,
+            source,
+            batches,
+        )
+        mean, std = fill_in_auto(self.mean, self.std, found, source)
+        size = self.image_size
+        log.info(
+            f"data.mean/std=auto: mean {mean}, std {std}, of the {found.images} training images "
+            f"at {size}x{size} ({how})"
+        )
+        self.use_statistics(mean, std)
 
     def train_targets(self) -> torch.Tensor:
         """Targets of the training split, (N,) indices or (N, C) multi-hot."""
         return self.targets[torch.as_tensor(self.splits["train"])]
 
-    def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
-        """Every image decoded once into uint8 squares, divided into the splits."""
+    def decode_all(self) -> Tensor:
+        """Every image decoded into a uint8 square (N, 3, size, size)."""
         start = time.perf_counter()
         images = load_squares(self.paths, self.image_size)
         log.info(
@@ -214,6 +256,12 @@ class ImageFolderDataModule(InMemoryDataModule):
             megabytes_in_memory(len(images), self.image_size),
             time.perf_counter() - start,
         )
+        return images
+
+    def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """Every image decoded once into uint8 squares, divided into the splits."""
+        images = self._squares if self._squares is not None else self.decode_all()
+        self._squares = None
         return {
             name: (images[torch.as_tensor(index)], self.targets[torch.as_tensor(index)])
             for name, index in self.splits.items()

@@ -124,8 +124,9 @@ def scan_source(
 
 
 def make_targets(samples: list[Sample], task: str, num_classes: int) -> torch.Tensor:
-    """Class indices (N,) for multiclass, float multi-hot vectors (N, C) for multilabel."""
-    if task == "multiclass":
+    """Class indices (N,) for multiclass and binary, float multi-hot vectors (N, C) for
+    multilabel."""
+    if task != "multilabel":
         return torch.tensor([sample.labels[0] for sample in samples], dtype=torch.long)
     targets = torch.zeros(len(samples), num_classes)
     for i, sample in enumerate(samples):

@@ -99,8 +99,12 @@ class InMemoryDataModule(ClassificationDataModule):
             train_transforms=train_transforms, eval_transforms=eval_transforms, **kwargs
         )
         self.pipeline = pipeline
-        self.on_device = BatchAugmentation(self.augmentation, self.mean, self.std)
         self._transform_lists = lists
+
+    def use_statistics(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Normalise with these statistics, on the batched pipeline's device too."""
+        super().use_statistics(mean, std)
+        self.on_device = BatchAugmentation(self.augmentation, self.mean, self.std)
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         """(uint8 images (N, 3, H, W), targets) of the train, val and test splits."""

@@ -139,11 +139,11 @@ def scan_labels_file(
                 f"{file} {row.where} has label {unknown[0]!r}, which is not in {classes_file}: "
                 "add it there or fix the row"
             )
-        if task == "multiclass" and not labels:
+        if task != "multilabel" and not labels:
             raise ConfigError(
                 f"{file} {row.where} has no label: give it one, or use data.task=multilabel"
             )
-        if task == "multiclass" and len(labels) > 1:
+        if task != "multilabel" and len(labels) > 1:
             raise ConfigError(
                 f"{file} is multi-label ({row.where} has {len(labels)} labels): "
                 "use data.task=multilabel"

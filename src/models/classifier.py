@@ -14,7 +14,7 @@ from src.models.metrics import TaskMetrics
 from src.models.optimizer import build_optimizer, check_optimizer
 from src.models.param_groups import backbone_modules, freeze, keep_norms_frozen
 from src.models.settings import check_head_width, check_settings, set_matmul_precision, to_plain
-from src.models.tasks import probabilities
+from src.models.tasks import output_width, probabilities
 from src.tracking.per_class import TestReport
 
 # Where checkpoints written before the loss and the metrics had modules of their own (up to
@@ -38,20 +38,24 @@ class ImageClassifier(L.LightningModule):
     """Classify images with `net`; the task (from the data) picks the loss, metrics and predictions.
 
     Args:
-        net: Hydra config of the network; `num_classes` is passed to it.
-        num_classes: number of classes (labels), from the data.
+        net: Hydra config of the network; its output width is passed to it as `num_classes`
+            (src/models/tasks.py `output_width`: the classes, or 1 for binary data).
+        num_classes: number of classes (labels), from the data; 2 for binary data.
         optimizer: Hydra config of a `_partial_` optimizer, called with the trainable parameters.
         scheduler: Hydra config of a `_partial_` LR scheduler, called with the optimizer; its keys
             `interval`, `frequency` and `monitor` go to Lightning. Empty or None for no scheduler.
-        task: "multiclass" (CrossEntropy, argmax) or "multilabel" (BCEWithLogits, sigmoid >
-            threshold), from the data.
+        task: "multiclass" (CrossEntropy, argmax), "binary" (one logit of class 1: BCEWithLogits,
+            sigmoid > threshold) or "multilabel" (BCEWithLogits, sigmoid > threshold per label),
+            from the data.
         class_names: names of the classes, from the data; stored in checkpoints.
         class_weights: multi-class: per-class CrossEntropy weights, "auto" (inverse to each
             class's count in the training data, averaging 1, found when fitting) or None.
-        label_smoothing: multi-class: CrossEntropy label smoothing in [0, 1).
+        label_smoothing: multi-class and binary: label smoothing in [0, 1).
         pos_weight: multi-label: per-label weight of positives in BCEWithLogits, a list, "auto"
-            (negatives / positives of each label in the training data, found when fitting) or None.
-        threshold: multi-label: probability above which a label is predicted.
+            (negatives / positives of each label in the training data, found when fitting) or
+            None; binary: class 1's weight, one number, "auto" or None.
+        threshold: multi-label and binary: the probability above which a label (binary: class
+            1) is predicted.
         init_from: a checkpoint or state_dict file the training entry point starts the weights
             from (src/models/init_from.py); recorded here, never read by the module itself.
         backbone_lr_scale: the backbone's lr is the optimizer's lr times this; 0 freezes it.
@@ -96,8 +100,8 @@ class ImageClassifier(L.LightningModule):
         check_settings(self.hparams)
         set_matmul_precision(matmul_precision)
 
-        self.net = instantiate({"num_classes": num_classes, **net})
-        check_head_width(self.net, num_classes)
+        self.net = instantiate({"num_classes": output_width(task, num_classes), **net})
+        check_head_width(self.net, task, num_classes)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self._frozen_norms = freeze(self.net, freeze_until, backbone_lr_scale)

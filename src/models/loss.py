@@ -1,5 +1,5 @@
-"""The loss of each task: CrossEntropy for multi-class data, BCEWithLogits for multi-label data,
-with their weights and the soft targets MixUp/CutMix make."""
+"""The loss of each task: CrossEntropy for multi-class data, BCEWithLogits for binary and
+multi-label data, with their weights and the soft targets MixUp/CutMix make."""
 
 from collections.abc import Sequence
 
@@ -8,33 +8,52 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.core.errors import ConfigError
-from src.models.tasks import inverse_frequency_weights, soft_target_cross_entropy
+from src.models.tasks import inverse_frequency_weights, output_width, soft_target_cross_entropy
 
 MULTI_HOT = (
     "multi-hot targets cannot train a multi-class (CrossEntropy) model: "
     "the data is multi-label, set data.task=multilabel"
 )
+NOT_BINARY = (
+    "a binary model takes one target per image (class 0 or 1, or a mixed share of class 1): "
+    "the data has {} per image; use data.task=multiclass or multilabel"
+)
 
 
 def negatives_over_positives(targets: Tensor) -> Tensor:
-    """pos_weight=auto: negatives over positives of each label among (N, C) multi-hot targets."""
+    """pos_weight=auto: negatives over positives of each label among (N, C) multi-hot targets
+    (binary: of class 1 among (N,) class indices)."""
     targets = targets.float()
     positives = targets.sum(dim=0)
     return (len(targets) - positives) / positives.clamp(min=1)
 
 
+def binary_cross_entropy(
+    logits: Tensor, targets: Tensor, pos_weight: Tensor, label_smoothing: float
+) -> Tensor:
+    """BCEWithLogits of the one logit (B, 1) against the probability of class 1 (B,): class
+    indices 0/1 or MixUp/CutMix's mixed shares, smoothed towards 1/2 as CrossEntropy's label
+    smoothing smooths two classes (so a 2-class model's smoothing carries over)."""
+    if targets.ndim != 1:
+        raise ConfigError(NOT_BINARY.format(targets.shape[-1]))
+    targets = targets.float() * (1 - label_smoothing) + label_smoothing / 2
+    return F.binary_cross_entropy_with_logits(logits.squeeze(-1), targets, pos_weight=pos_weight)
+
+
 class ClassificationLoss(nn.Module):
-    """CrossEntropy (class weights, label smoothing) or BCEWithLogits (weights of positives).
+    """CrossEntropy (class weights, label smoothing) or BCEWithLogits (weights of positives;
+    binary: label smoothing too).
 
     Both weights are buffers, kept in checkpoints, so weights found from the training data
     ("auto", see `fit_to`) load back with the model; until found they are ones.
 
     Args:
-        task: "multiclass" or "multilabel".
-        num_classes: number of classes (labels).
+        task: "multiclass", "binary" or "multilabel".
+        num_classes: number of classes (labels; 2 for binary).
         class_weights: multi-class: a weight per class, "auto" or None.
-        label_smoothing: multi-class: CrossEntropy label smoothing in [0, 1).
-        pos_weight: multi-label: a weight of positives per label, "auto" or None.
+        label_smoothing: multi-class and binary: label smoothing in [0, 1).
+        pos_weight: multi-label: a weight of positives per label; binary: of class 1 (one
+            number); "auto" or None.
     """
 
     def __init__(
@@ -55,7 +74,9 @@ class ClassificationLoss(nn.Module):
         weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float)
         self.register_buffer("weight", weight)
         if pos_weight is None or pos_weight == "auto":
-            pos_weight = [1.0] * num_classes
+            pos_weight = [1.0] * output_width(task, num_classes)
+        elif isinstance(pos_weight, int | float):
+            pos_weight = [float(pos_weight)]
         self.register_buffer("pos_weight", torch.tensor(pos_weight, dtype=torch.float))
         self._multi_hot_rows: Tensor | None = None  # see count_multi_hot
 
@@ -72,8 +93,11 @@ class ClassificationLoss(nn.Module):
         mixed: training batches, which MixUp/CutMix may have mixed (src/data/batch_mixing.py):
         multi-class targets may then be (B, C) class probabilities, which CrossEntropy takes as
         they are (class weights and label smoothing apply to them too, in float32); multi-label
-        targets are mixed multi-hot floats, which BCEWithLogits takes like any multi-hot targets.
+        targets are mixed multi-hot floats, which BCEWithLogits takes like any multi-hot targets;
+        binary targets (B,) are mixed shares of class 1, BCEWithLogits' soft targets.
         """
+        if self.task == "binary":
+            return binary_cross_entropy(logits, targets, self.pos_weight, self.label_smoothing)
         if self.task == "multilabel":
             return F.binary_cross_entropy_with_logits(
                 logits, targets.float(), pos_weight=self.pos_weight

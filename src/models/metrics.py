@@ -5,10 +5,15 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric, MinMetric
-from torchmetrics.classification import MulticlassConfusionMatrix
 
 from src.core.metrics import BEST, metric_mode, per_class_metric
-from src.models.tasks import per_class_counts, per_class_metrics, task_metrics, training_predictions
+from src.models.tasks import (
+    confusion_matrix,
+    per_class_counts,
+    per_class_metrics,
+    task_metrics,
+    training_predictions,
+)
 from src.tracking.per_class import TestReport, per_class_rows
 
 
@@ -41,9 +46,7 @@ class TaskMetrics(nn.Module):
             best = MaxMetric() if metric_mode(name) == "max" else MinMetric()
             best.persistent(True)
             self.val_best[name] = best
-        self.test_confusion = (
-            MulticlassConfusionMatrix(num_classes) if task == "multiclass" else None
-        )
+        self.test_confusion = confusion_matrix(task, num_classes, threshold)
         self.test_per_class = (
             per_class_metrics(num_classes, threshold) if task == "multilabel" else None
         )
@@ -51,8 +54,8 @@ class TaskMetrics(nn.Module):
 
     def update_train(self, logits: Tensor, targets: Tensor) -> None:
         """Under MixUp/CutMix the training metrics score each image against its dominant label:
-        the class with the larger share of the mixed target (multi-class), the labels with at
-        least half their weight (multi-label); unmixed targets stay as they are. (The loss is
+        the class with the larger share of the mixed target (multi-class), the labels (binary: the
+        class) with at least half their weight; unmixed targets stay as they are. (The loss is
         taken against the soft targets themselves, so it cannot reach 0 while mixing is on.)"""
         if self.task == "multiclass":
             labels = targets.argmax(dim=1) if targets.ndim == 2 else targets.long()
@@ -89,8 +92,8 @@ class TaskMetrics(nn.Module):
         self.test_counts.update(probs, targets.long())
 
     def finish_test(self) -> TestReport:
-        """What the test found per class (then reset): the confusion matrix (multi-class), each
-        label's F1 and AP (multi-label), and the per-class table."""
+        """What the test found per class (then reset): the confusion matrix (multi-class and
+        binary), each label's F1 and AP (multi-label), and the per-class table."""
         matrix, scores = None, {}
         if self.test_confusion is not None:
             matrix = self.test_confusion.compute().cpu()

@@ -9,7 +9,7 @@ from torch import nn
 
 from src.core.errors import ConfigError
 from src.core.metrics import check_per_class_names
-from src.models.tasks import TASKS
+from src.models.tasks import TASKS, output_width
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 
@@ -40,10 +40,19 @@ def check_settings(hp: Mapping[str, Any]) -> None:
             "model.class_weights=auto applies to multi-class data: for multi-label data set "
             "model.pos_weight=auto (and class_weights to null)"
         )
+    if task == "binary" and hp["class_weights"] is not None:
+        raise ConfigError(
+            "model.class_weights applies to multi-class data: for binary data weight class 1 "
+            "with model.pos_weight (a number, or auto: negatives over positives in the training "
+            "data) and set class_weights to null"
+        )
+    widths = {"class_weights": num_classes, "pos_weight": output_width(task, num_classes)}
     for name, values in weights.items():
-        if isinstance(values, list) and (len(values) != num_classes or min(values) < 0):
+        if isinstance(values, int | float) and not isinstance(values, bool):
+            values = [values]  # one number: every label's (binary: class 1's) weight
+        if isinstance(values, list) and (len(values) != widths[name] or min(values) < 0):
             raise ConfigError(
-                f"model.{name} needs {num_classes} non-negative numbers, got {values}"
+                f"model.{name} needs {widths[name]} non-negative numbers, got {hp[name]}"
             )
     if not 0 <= hp["label_smoothing"] < 1:
         raise ConfigError(f"model.label_smoothing must lie in [0, 1), got {hp['label_smoothing']}")
@@ -57,7 +66,9 @@ def check_settings(hp: Mapping[str, Any]) -> None:
         raise ConfigError(f"model.threshold must lie in (0, 1), got {hp['threshold']}")
     # a setting of the other task would be silently ignored: refuse it instead
     if task == "multiclass" and hp["pos_weight"] is not None:
-        raise ConfigError("model.pos_weight applies to multi-label data: set it to null")
+        raise ConfigError(
+            "model.pos_weight applies to multi-label data (and binary data): set it to null"
+        )
     if task == "multilabel" and (hp["class_weights"] is not None or hp["label_smoothing"]):
         raise ConfigError(
             "model.class_weights and model.label_smoothing apply to multi-class data: "
@@ -69,12 +80,15 @@ def check_settings(hp: Mapping[str, Any]) -> None:
         )
 
 
-def check_head_width(net: nn.Module, num_classes: int) -> None:
-    """Refuse a network whose head does not have one output per class."""
-    width = getattr(net, "num_classes", num_classes)
-    if width != num_classes:
+def check_head_width(net: nn.Module, task: str, num_classes: int) -> None:
+    """Refuse a network whose head does not have the task's outputs: one per class, or one
+    logit for binary data (src/models/tasks.py `output_width`)."""
+    expected = output_width(task, num_classes)
+    width = getattr(net, "num_classes", expected)
+    if width != expected:
+        wanted = f"{num_classes} classes" if task != "binary" else "binary classes (one logit)"
         raise ConfigError(
-            f"the network's head has {width} outputs but the data has {num_classes} classes: "
+            f"the network's head has {width} outputs but the data has {wanted}: "
             "remove model.net.num_classes so it follows the data"
         )
 

@@ -1,4 +1,5 @@
-"""What differs between multi-class and multi-label classification: metrics and predictions."""
+"""What differs between multi-class, binary and multi-label classification: the network's output
+width, the metrics and the predictions."""
 
 import math
 
@@ -7,7 +8,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
+    BinaryConfusionMatrix,
+    BinaryF1Score,
+    BinaryPrecision,
+    BinaryRecall,
     MulticlassAccuracy,
+    MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassPrecision,
     MulticlassRecall,
@@ -26,20 +34,57 @@ from src.models.training_metrics import (
     TrainingRecall,
 )
 
-TASKS = ("multiclass", "multilabel")
+TASKS = ("multiclass", "multilabel", "binary")
+
+
+def output_width(task: str, num_classes: int) -> int:
+    """The network's outputs for the task: one logit (binary: of class 1, the positive class),
+    else one per class (label)."""
+    return 1 if task == "binary" else num_classes
+
+
+class BinaryClassCounts(MulticlassStatScores):
+    """The per-class counts of a binary model (both classes, as rows of tp, fp, tn, fn, support)
+    from positive-class probabilities (B,): class 1 where the probability exceeds `threshold`."""
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        super().__init__(2, average=None)
+        self.threshold = threshold
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        super().update((preds > self.threshold).long(), target)
+
+
+def binary_metrics(threshold: float, training: bool) -> MetricCollection:
+    """Accuracy, F1, precision and recall of the positive class at `threshold`, and (not in
+    training: it holds every prediction of the epoch) the threshold-free ROC AUC."""
+    at = {"threshold": threshold, "validate_args": not training}
+    metrics = {
+        "acc": BinaryAccuracy(**at),
+        "f1": BinaryF1Score(**at),
+        "precision": BinaryPrecision(**at),
+        "recall": BinaryRecall(**at),
+    }
+    if not training:
+        metrics["auroc"] = BinaryAUROC()
+    return MetricCollection(metrics)
 
 
 def task_metrics(
     task: str, num_classes: int, threshold: float = 0.5, training: bool = False
 ) -> MetricCollection:
-    """Multi-class: top-1 (and top-5) accuracy, macro F1, precision and recall. Multi-label: macro
-    average precision (mAP), macro and micro F1, Hamming distance and exact match at `threshold`.
+    """Multi-class: top-1 (and top-5) accuracy, macro F1, precision and recall. Binary: those of
+    the positive class at `threshold` and ROC AUC. Multi-label: macro average precision (mAP),
+    macro and micro F1, Hamming distance and exact match at `threshold`.
 
-    `training`: the set for the training step, kept lean: no argument checks, no mAP (it holds
-    every prediction of the epoch), updates that never wait for the device
-    (src/models/training_metrics.py); the multi-label metrics there take 0/1 predictions.
+    `training`: the set for the training step, kept lean: no argument checks, no mAP or AUROC
+    (they hold every prediction of the epoch), updates that never wait for the device
+    (src/models/training_metrics.py); the binary and multi-label metrics there take 0/1
+    predictions (a float one would be checked against [0, 1] on the host).
     """
     check = not training
+    if task == "binary":
+        return binary_metrics(threshold, training)
     if task == "multiclass":
         f1, precision, recall = (
             (TrainingF1Score, TrainingPrecision, TrainingRecall)
@@ -86,21 +131,39 @@ def per_class_counts(task: str, num_classes: int, threshold: float = 0.5) -> Met
     (tp, fp, tn, fn, support)), for the test table of per-class precision, recall and F1."""
     if task == "multiclass":
         return MulticlassStatScores(num_classes, average=None)
+    if task == "binary":
+        return BinaryClassCounts(threshold)
     return MultilabelStatScores(num_classes, threshold=threshold, average=None)
+
+
+def confusion_matrix(task: str, num_classes: int, threshold: float = 0.5) -> Metric | None:
+    """The test confusion matrix (rows: true class, columns: predicted) of a multi-class or
+    binary model (2x2, class 1 predicted above `threshold`); None for multi-label data."""
+    if task == "multiclass":
+        return MulticlassConfusionMatrix(num_classes)
+    if task == "binary":
+        return BinaryConfusionMatrix(threshold)
+    return None
 
 
 def probabilities(task: str, logits: Tensor) -> Tensor:
     """Class probabilities in float32 (also under mixed precision, where half-precision sigmoids
-    round near 0 and 1): softmax over classes, or an independent sigmoid per label."""
+    round near 0 and 1): softmax over classes, an independent sigmoid per label, or (binary)
+    the positive class's probability (B,), the sigmoid of the one logit."""
     logits = logits.float()
+    if task == "binary":
+        return logits.squeeze(-1).sigmoid()
     return logits.softmax(dim=-1) if task == "multiclass" else logits.sigmoid()
 
 
 def training_predictions(task: str, logits: Tensor, threshold: float) -> Tensor:
     """What the lean training metrics take: the logits (multi-class, ranked as they are), or 0/1
-    per label (multi-label: logit above the threshold's logit, the same as sigmoid > threshold)."""
+    per label (multi-label) or image (binary, (B,)): logit above the threshold's logit, the same
+    as sigmoid > threshold."""
     if task == "multiclass":
         return logits.detach()
+    if task == "binary":
+        logits = logits.squeeze(-1)
     return (logits.detach() > math.log(threshold / (1 - threshold))).long()
 
 

@@ -1,5 +1,5 @@
-"""Values a run finds once it starts (data.image_size=auto's size), written into the config
-Hydra saved in .hydra/config.yaml before they were known."""
+"""Values a run finds once it starts (what data.image_size, mean and std=auto found), written
+into the config Hydra saved in .hydra/config.yaml before they were known."""
 
 from pathlib import Path
 from typing import Any

@@ -9,7 +9,7 @@ the seeds of a repeated run) are one row: each metric's mean ± std over them, a
 --columns KEY[,KEY], the table also shows what each run recorded for those keys: `commit`, `dirty`,
 `python`, a library (`torch`), or any hyperparameter (`data.batch_size`).
 
-The report's logic is src/tracking/report.py; this is its command line.
+The report's logic is src/tracking/report*.py; this is its command line.
 """
 
 import argparse
@@ -21,19 +21,10 @@ from rich.console import Console
 from src.core.errors import ConfigError
 from src.core.metrics import metric_mode
 from src.tracking.figures import plot_curves, plot_group_curves
-from src.tracking.report import (
-    check_columns,
-    check_group_keys,
-    choose_metric,
-    choose_monitor,
-    group_runs,
-    rich_table,
-    sort_groups,
-    sort_runs,
-    tabulate,
-    tabulate_groups,
-    write_csv,
-)
+from src.tracking.report import sort_runs, tabulate
+from src.tracking.report_columns import check_columns, choose_metric, choose_monitor
+from src.tracking.report_groups import check_group_keys, group_runs, sort_groups, tabulate_groups
+from src.tracking.report_render import rich_table, write_csv
 from src.tracking.run_records import find_runs, read_run
 
 

@@ -60,6 +60,18 @@ def test_each_package_imports_only_the_packages_it_may(package):
                 pytest.fail(f"{where} imports {name}, which ALLOWED[{package!r}] does not allow")
 
 
+MAX_LINES = 300  # a module is read at once; a longer one holds more than one job: split it
+
+
+def test_no_module_under_src_is_longer_than_300_lines():
+    long = {
+        str(f.relative_to(PROJECT_ROOT)): n
+        for f in sorted(SRC.rglob("*.py"))
+        if (n := len(f.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"split these along a seam into modules with one job each: {long}"
+
+
 def import_cycles(package: Path, root: Path) -> list[list[str]]:
     """Circles of imports among the modules under `package` (a folder under `root`), imports
     inside functions included; each circle once, from its first module by name."""

@@ -12,13 +12,12 @@ Cut-off trials are found by Optuna's heartbeat: while a search runs trials it re
 heartbeat every `heartbeat_interval` seconds, and a running trial whose heartbeat is more than
 `grace_period` seconds old belongs to a search that is gone (`optuna.storages.fail_stale_trials`).
 Journal files keep no heartbeats: a search continuing a journal study takes the trials left
-running as cut off, so only one search may run a journal study at a time.
+running as cut off, so only one search may run a journal study at a time. Opening, checking and
+continuing the study: src/sweepers/optuna_study.py; this module runs its trials.
 """
 
-import functools
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -36,13 +35,17 @@ from src.compat import job_outcome, storage_of, trial_id
 from src.core.hparams import is_hyperparameter
 from src.sweepers.ddp_guard import refuse_ddp_jobs
 from src.sweepers.optuna_heartbeat import Heartbeats
+from src.sweepers.optuna_study import (
+    Sampler,
+    fail_cut_off_trials,
+    open_study,
+    running_trials,
+    trials_done,
+)
 from src.sweepers.optuna_trial import (
     PRUNED_ATTR,
-    SEARCH_ATTR,
-    RetryCutOffTrial,
     log_optuna_through_hydra,
     quietly,
-    retried_trials,
     storage_name,
     study_storage,
 )
@@ -53,25 +56,6 @@ log = logging.getLogger(__name__)
 
 # `direction` as the metric_mode resolver gives it (max, min) or as Optuna names it
 DIRECTIONS = {"max": "maximize", "min": "minimize", "maximize": "maximize", "minimize": "minimize"}
-
-
-def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
-    """How the search a study started with differs from this one, e.g. `scheduler: choice(none,
-    cosine), now choice(none,step)`."""
-    changes = []
-    for name in dict.fromkeys([*before["space"], *now["space"]]):
-        old, new = before["space"].get(name, "-"), now["space"].get(name, "-")
-        if old != new:
-            changes.append(f"{name}: {old}, now {new}")
-    for override in sorted(set(before["fixed"]) ^ set(now["fixed"])):
-        changes.append(f"{override} {'dropped' if override in before['fixed'] else 'added'}")
-    if before["direction"] != now["direction"]:
-        changes.append(f"direction: {before['direction']}, now {now['direction']}")
-    return "; ".join(changes)
-
-
-def _running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
 
 class OptunaSweeper(Sweeper):
@@ -88,7 +72,7 @@ class OptunaSweeper(Sweeper):
         study_name: str,
         direction: str,
         n_trials: int,
-        sampler: optuna.samplers.BaseSampler | Callable[..., optuna.samplers.BaseSampler],
+        sampler: Sampler,
         pruner: optuna.pruners.BasePruner | None = None,
         storage: str | None = None,
         n_jobs: int = 1,
@@ -131,86 +115,10 @@ class OptunaSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
-    def _seeded_sampler(self, trials_so_far: int) -> optuna.samplers.BaseSampler:
-        """The sampler, seeded with its seed plus the trials the study already holds."""
-        if isinstance(self.sampler, optuna.samplers.BaseSampler):
-            if trials_so_far:  # built with its seed: draw afresh rather than repeat
-                self.sampler.reseed_rng()
-            return self.sampler
-        seed = (
-            self.sampler.keywords.get("seed")
-            if isinstance(self.sampler, functools.partial)
-            else None
-        )
-        if seed is None:
-            return self.sampler()
-        return self.sampler(seed=int(seed) + trials_so_far)
-
-    def _study(
-        self, storage: optuna.storages.BaseStorage, sweep_dir: Path, search: dict[str, Any]
-    ) -> optuna.Study:
-        """Create the study, or load it and check it searches what this command asks."""
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=storage,
-            sampler=optuna.samplers.RandomSampler(),  # replaced below, once the trials are known
-            pruner=self.pruner or optuna.pruners.NopPruner(),
-            direction=self.direction,
-            load_if_exists=True,
-        )
-        study.sampler = self._seeded_sampler(len(study.get_trials(deepcopy=False)))
-        started_with = study.user_attrs.get(SEARCH_ATTR)
-        if started_with is None:
-            study.set_user_attr(SEARCH_ATTR, search)
-            for params in self.enqueue_trials:  # a new study tries these first
-                study.enqueue_trial(params)
-        elif started_with != search:
-            raise SweepSetupError(
-                f"study {self.study_name!r} in {sweep_dir} was started with another search "
-                f"({_differences(started_with, search)}): run that command again to continue "
-                "it, or pass hydra.sweeper.study_name=NEW_NAME to start a new one"
-            )
-        return study
-
     def _fail_cut_off_trials(self, study: optuna.Study, starting: bool) -> None:
-        """Fail the running trials whose search is gone and queue their parameters again.
-
-        A database storage knows by the heartbeat. When a search starts and finds trials
-        running, it waits up to grace_period for their heartbeat to tell (a search cut off a
-        moment ago, or another search at work). A journal file keeps no heartbeat: the trials a
-        search finds running when it starts are taken as cut off."""
-        if isinstance(storage_of(study), optuna.storages.JournalStorage):
-            if starting:
-                retry = RetryCutOffTrial(self.max_retry)
-                for trial in _running(study):
-                    study.tell(trial.number, state=TrialState.FAIL)
-                    retry(study, trial)
-            return
-        with quietly():
-            optuna.storages.fail_stale_trials(study)
-        running = [t.number for t in _running(study)]
-        if not (starting and running):
-            return
-        log.info(
-            f"Trials {running} are running: waiting up to {self.grace_period} s for their "
-            "heartbeat to tell whether their search is still at work"
-        )
-        deadline = time.monotonic() + self.grace_period + self.heartbeat_interval + 2
-        while _running(study) and time.monotonic() < deadline:
-            time.sleep(1)
-            with quietly():
-                optuna.storages.fail_stale_trials(study)
-        for trial in _running(study):
-            log.info(f"Trial {trial.number} is running for another search.")
-
-    def _trials_done(self, study: optuna.Study) -> int:
-        """Trials that ended: complete, pruned, or failed and not tried again."""
-        trials = study.get_trials(deepcopy=False)
-        retried = {number for t in trials for number in retried_trials(t)}
-        ended = (TrialState.COMPLETE, TrialState.PRUNED)
-        return sum(
-            t.state in ended or (t.state == TrialState.FAIL and t.number not in retried)
-            for t in trials
+        """Fail the trials whose search is gone and queue their parameters again."""
+        fail_cut_off_trials(
+            study, starting, self.max_retry, self.grace_period, self.heartbeat_interval
         )
 
     def _ask(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> optuna.Trial:
@@ -260,12 +168,20 @@ class OptunaSweeper(Sweeper):
         storage = study_storage(
             self.storage, str(sweep_dir), self.heartbeat_interval, self.grace_period, self.max_retry
         )
-        study = self._study(storage, sweep_dir, search)
+        study = open_study(
+            self.study_name,
+            storage,
+            self.sampler,
+            self.pruner,
+            search,
+            self.enqueue_trials,
+            sweep_dir,
+        )
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         release_stderr()  # the search is set up; trials may run in other processes
         self._fail_cut_off_trials(study, starting=True)
 
-        done = self._trials_done(study)
+        done = trials_done(study)
         if done:
             log.info(f"Study {self.study_name!r}: {done} of {self.n_trials} trials already done.")
         log.info(f"Study {self.study_name!r} in {storage_name(storage, str(sweep_dir))}")
@@ -273,7 +189,7 @@ class OptunaSweeper(Sweeper):
         while True:
             self._fail_cut_off_trials(study, starting=False)
             # trials another search runs count too: together they make n_trials
-            missing = self.n_trials - self._trials_done(study) - len(_running(study))
+            missing = self.n_trials - trials_done(study) - len(running_trials(study))
             if missing <= 0:
                 break
             trials = [self._ask(study, storage) for _ in range(min(self.n_jobs, missing))]

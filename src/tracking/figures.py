@@ -13,13 +13,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from src.core.files import write_atomically  # noqa: E402
-from src.tracking.report import (  # noqa: E402
-    display_name,
-    hyperparameter_columns,
-    hyperparameter_value,
-    short_text,
-    summarise,
-)
+from src.tracking.report_columns import hyperparameter_columns, hyperparameter_value  # noqa: E402
+from src.tracking.report_groups import summarise  # noqa: E402
+from src.tracking.report_render import display_name, short_text  # noqa: E402
 from src.tracking.run_records import RunSummary  # noqa: E402
 
 if TYPE_CHECKING:  # torch only for the annotations: the report starts without importing it

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,6 +18,14 @@ from src import PROJECT_ROOT
 from src.train import train
 
 CONFIG_DIR = PROJECT_ROOT / "configs"
+
+# Under pytest-xdist (pyproject's -n auto) the workers share the cores: each worker, and the runs
+# its tests start, takes its share of torch's threads instead of all of them.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _THREADS = max(1, len(os.sched_getaffinity(0)) // _WORKERS)
+    os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # Composed runs in tests: no config printing, CPU only.
 FAST = ["extras.print_config=false", "trainer.accelerator=cpu"]

@@ -21,7 +21,7 @@ from src.data.augmentation import (
 from src.data.batch_augment import BatchAugmentation, one_thread_on_cpu
 from src.data.batch_policy import OP, OPS, apply_ops
 from src.train import train
-from tests.conftest import CONFIG_DIR, compose_config
+from tests.conftest import CONFIG_DIR, FAST, compose_config
 
 PRESETS = sorted(p.stem for p in (CONFIG_DIR / "augment").glob("*.yaml"))
 KEYS = {f.name for f in fields(Augmentation)}
@@ -163,8 +163,7 @@ def test_each_op_of_the_batched_policies_gives_torchvisions_pixels(name):
 @pytest.mark.slow
 def test_mixup_cutmix_and_randaugment_on_digits_reach_098_test_accuracy(tmp_path: Path):
     overrides = [
-        "extras.print_config=false",
-        "trainer.accelerator=cpu",
+        *FAST,
         "augment=randaugment",
         "data.augment.mixup_alpha=0.2",
         "data.augment.cutmix_alpha=1.0",

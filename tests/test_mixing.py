@@ -18,7 +18,7 @@ from torchvision.utils import make_grid
 from src.data.augmentation import parse_augmentation
 from src.data.batch_mixing import mix_batch
 from src.train import train
-from tests.conftest import compose_config
+from tests.conftest import FAST, QUIET, compose_config
 from tests.helpers import tensorboard_events, tensorboard_scalars
 
 DRAWS = 2000
@@ -173,8 +173,7 @@ class InputSpy(L.Callback):
 
 def test_a_randaugment_and_mixing_run_trains_shows_its_batch_and_stops_mixing(tmp_path: Path):
     overrides = [
-        "extras.print_config=false",
-        "trainer.accelerator=cpu",
+        *QUIET,
         "augment=randaugment",
         "data.augment.mixup_alpha=0.2",
         "data.augment.cutmix_alpha=1.0",
@@ -183,9 +182,6 @@ def test_a_randaugment_and_mixing_run_trains_shows_its_batch_and_stops_mixing(tm
         "trainer.limit_train_batches=3",
         "trainer.limit_val_batches=2",
         "test=false",
-        "~callbacks.rich_model_summary",
-        "~callbacks.rich_progress_bar",
-        "trainer.enable_progress_bar=false",
         "+callbacks.spy._target_=tests.test_mixing.InputSpy",
     ]
     cfg = compose_config("train.yaml", tmp_path, overrides)
@@ -211,8 +207,7 @@ def test_a_randaugment_and_mixing_run_trains_shows_its_batch_and_stops_mixing(tm
 @pytest.mark.slow
 def test_multilabel_digits_with_mixup_reach_095_val_map(tmp_path: Path):
     overrides = [
-        "extras.print_config=false",
-        "trainer.accelerator=cpu",
+        *FAST,
         "data=digits_multilabel",
         "data.augment.mixup_alpha=0.2",
         "test=false",

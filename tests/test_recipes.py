@@ -9,7 +9,8 @@ from hydra.utils import instantiate
 
 from scripts.make_hard_shapes import SHAPES, write_hard_shapes
 from src.train import train
-from tests.helpers import QUIET, run_in_process
+from tests.conftest import QUIET
+from tests.helpers import run_in_process
 
 FOLDER = ["data=image_folder", "data.manifest_dir=null"]
 # every group and key the recipe sets, as composed
@@ -66,7 +67,7 @@ def test_the_command_line_wins_over_the_recipe_wherever_it_stands(train_cfg, sha
 
 
 def test_the_recipe_trains_and_tests_on_a_folder(train_cfg, shapes):
-    cfg = train_cfg(*FOLDER, f"data.root={shapes}", "debug=fdr", *QUIET[1:])
+    cfg = train_cfg(*FOLDER, f"data.root={shapes}", "debug=fdr", *QUIET)
     metrics = train(cfg)
     assert math.isfinite(metrics["train/loss"]) and 0 <= metrics["test/acc"] <= 1
     data = instantiate(cfg.data)

@@ -27,8 +27,25 @@ PRESETS = sorted(p.stem for p in (CONFIG_DIR / "augment").glob("*.yaml"))
 KEYS = {f.name for f in fields(Augmentation)}
 
 
-def test_the_issue_presets_exist():
-    assert PRESETS == ["autoaugment", "light", "none", "randaugment", "trivialaugment"]
+# the random ops besides crop, flip and erasing that each preset's name promises (README)
+POLICY_OF = {
+    "none": None,
+    "light": v2.RandomAffine,
+    "randaugment": v2.RandAugment,
+    "trivialaugment": v2.TrivialAugmentWide,
+    "autoaugment": v2.AutoAugment,
+}
+
+
+@pytest.mark.parametrize("preset", sorted(POLICY_OF))
+def test_each_preset_augments_as_its_name_says(preset):
+    cfg = compose_config("train.yaml", Path("unused"), [f"augment={preset}"])
+    aug = parse_augmentation(cfg.data.augment)
+    transform = per_sample_train_transform(aug, [0.5] * 3, [0.25] * 3, (32, 32))
+    plain = {v2.ToImage, v2.ToDtype, v2.Normalize, v2.RandomCrop, v2.RandomHorizontalFlip}
+    random = {type(t) for t in transform.transforms} - plain - {v2.RandomErasing}
+    expected = POLICY_OF[preset]
+    assert random == ({expected} if expected else set()), random
 
 
 @pytest.mark.parametrize("data", ["digits", "digits_multilabel", "cifar10"])

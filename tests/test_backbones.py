@@ -218,7 +218,7 @@ def train_evaluate_predict(tmp_path: Path, images: Path, overrides: list[str]) -
     cfg = compose_config("train.yaml", tmp_path / "train", [*FAST, *SHORT_RUN, *overrides])
     metrics = train(cfg)
     best = tmp_path / "train" / "checkpoints" / "best.ckpt"
-    assert best.is_file() and 0 <= metrics["test/acc"] <= 1
+    assert best.is_file()
     eval_overrides = [*FAST, f"ckpt_path={best}", "trainer.limit_test_batches=1", "logger=csv"]
     evaluated = evaluate(compose_config("eval.yaml", tmp_path / "eval", eval_overrides))
     assert evaluated["test/acc"] == metrics["test/acc"]  # the same network and weights

@@ -148,7 +148,16 @@ def test_the_multilabel_table_has_each_labels_scores_and_support(tmp_path):
         for name in ("f1", "ap"):
             logged = metrics[f"test/per_class/{name}/{row['class']}"]
             assert float(row[name]) == pytest.approx(logged, abs=1e-6)
-    assert any(float(row["precision"]) > 0 for row in rows)
+    # each row's precision and recall give back its F1 (logged by torchmetrics on its own)
+    # with the counts its recall and support imply: true positives, then false positives
+    for row in rows:
+        precision, recall, f1 = (float(row[key]) for key in ("precision", "recall", "f1"))
+        tp = recall * int(row["support"])
+        assert tp == pytest.approx(round(tp), abs=1e-6), row  # a whole count
+        fp = round(tp / precision) - round(tp) if precision > 0 else 0
+        fn = int(row["support"]) - round(tp)
+        assert f1 == pytest.approx(2 * round(tp) / max(1, 2 * round(tp) + fp + fn), abs=1e-6), row
+    assert len({row["precision"] for row in rows}) > 2  # a table with something in it
     assert not (tmp_path / "confusion_matrix.csv").exists()  # multi-class only
 
 

@@ -18,19 +18,21 @@ from src.train import train
 
 CONFIG_DIR = PROJECT_ROOT / "configs"
 
-# The override profiles tests run with, each built on the one before; a module adds the few
-# overrides of its own to one of them (e.g. [*LEAN, "trainer.max_epochs=3"]).
+# The override profiles tests run with; a module adds the few overrides of its own to one of
+# them (e.g. [*LEAN, "trainer.max_epochs=3"]).
 # Composed configs: no config printing, CPU only (whatever accelerator the machine has).
 FAST = ["extras.print_config=false", "trainer.accelerator=cpu"]
-# Runs whose output a test reads: no config tree, progress bar or model summary in the way.
+# Commands whose output a test reads: no config tree, progress bar or model summary in the way.
+# No accelerator, which would join a sweep's job names: add FAST where a run must be on the CPU.
 QUIET = [
-    *FAST,
+    "extras.print_config=false",
     "~callbacks.rich_progress_bar",
     "~callbacks.rich_model_summary",
     "trainer.enable_progress_bar=false",
 ]
 # Short runs of a small network without figures: quicker steps, the same behaviour.
 LEAN = [
+    *FAST,
     *QUIET,
     "~callbacks.augmented_images",
     "~callbacks.test_figures",

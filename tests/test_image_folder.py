@@ -563,6 +563,7 @@ def test_image_size_auto_is_recorded_so_predict_never_reads_the_training_folder(
         "src/train.py",
         *folder_overrides(root)[:-1],  # image_size=auto: the median shorter side, 24
         *QUIET,
+        "trainer.accelerator=cpu",
         "trainer.max_epochs=1",
         "test=false",
         "logger=csv",

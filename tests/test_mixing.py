@@ -183,6 +183,7 @@ class InputSpy(L.Callback):
 
 def test_a_randaugment_and_mixing_run_trains_shows_its_batch_and_stops_mixing(tmp_path: Path):
     overrides = [
+        *FAST,
         *QUIET,
         "augment=randaugment",
         "data.augment.mixup_alpha=0.2",

@@ -27,19 +27,46 @@ if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-# Composed runs in tests: no config printing, CPU only.
+# The override profiles tests run with; a module adds the few overrides of its own to one of
+# them (e.g. [*LEAN, "trainer.max_epochs=3"]).
+# Composed configs: no config printing, CPU only (whatever accelerator the machine has).
 FAST = ["extras.print_config=false", "trainer.accelerator=cpu"]
-# Short runs of a small network without the progress bar, summaries or figures.
-LEAN = [
-    *FAST,
+# Commands whose output a test reads: no config tree, progress bar or model summary in the way.
+# No accelerator, which would join a sweep's job names: add FAST where a run must be on the CPU.
+QUIET = [
+    "extras.print_config=false",
     "~callbacks.rich_progress_bar",
     "~callbacks.rich_model_summary",
+    "trainer.enable_progress_bar=false",
+]
+# Short runs of a small network without figures: quicker steps, the same behaviour.
+LEAN = [
+    *FAST,
+    *QUIET,
     "~callbacks.augmented_images",
     "~callbacks.test_figures",
-    "trainer.enable_progress_bar=false",
-    "model.net.channels=[8,8,16]",  # a smaller network: quicker steps, the same behaviour
+    "model.net.channels=[8,8,16]",
     "model.net.hidden_dim=32",
     "data.batch_size=32",
+]
+# One epoch of two training batches, one validation and one test batch (unlike Lightning's
+# fast_dev_run, it writes checkpoints); add it to a profile above.
+ONE_EPOCH = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+]
+# Deterministic lean epochs of STEPS_PER_EPOCH steps: runs a test stops, resumes or compares
+# epoch by epoch (max_epochs is the test's own).
+STEPS_PER_EPOCH = 5
+LEAN_SHORT = [
+    *LEAN,
+    "~callbacks.loss_chart",
+    f"trainer.limit_train_batches={STEPS_PER_EPOCH}",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.deterministic=true",
 ]
 # A smaller multi-label digits data set (canvases per split).
 SMALL_MULTILABEL = [

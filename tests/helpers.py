@@ -16,14 +16,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from src import PROJECT_ROOT
 
-# Commands whose output a test reads: no config tree, progress bar or model summary in the way.
-QUIET = [
-    "extras.print_config=false",
-    "~callbacks.rich_progress_bar",
-    "~callbacks.rich_model_summary",
-    "trainer.enable_progress_bar=false",
-]
-
 
 def run_script(script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     """`python SCRIPT ARGS` in a new process, from the repository root, as a user types it."""
@@ -62,6 +54,13 @@ def optimizer_of(model: Any, total_steps: int = 1) -> Any:
 
     hp = model.hparams
     return build_optimizer(model.net, hp.optimizer, hp.scheduler, hp.backbone_lr_scale, total_steps)
+
+
+def last_checkpoint(run_dir: Path) -> dict:
+    """The run's checkpoints/last.ckpt, loaded."""
+    import torch
+
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:

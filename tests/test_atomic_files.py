@@ -20,13 +20,12 @@ from src.core.errors import ConfigError
 from src.core.files import write_atomically
 from src.tracking.checkpoint_io import AtomicCheckpointIO, trainer_plugins
 from src.tracking.figures import save_figure
-from tests.helpers import QUIET, error_lines, run_folders, run_in_process, run_script, run_status
+from tests.conftest import LEAN
+from tests.helpers import error_lines, run_folders, run_in_process, run_script, run_status
 
-QUICK = [
-    *QUIET,
-    "trainer.accelerator=cpu",
-    "model.net.channels=[8,8,16]",
-    "model.net.hidden_dim=32",
+# lean epochs of two training batches, one validation and one test batch
+FEW_BATCHES = [
+    *LEAN,
     "trainer.limit_train_batches=2",
     "trainer.limit_val_batches=1",
     "trainer.limit_test_batches=1",
@@ -190,7 +189,7 @@ def test_a_training_run_on_a_full_disk_stops_with_one_line_and_keeps_its_checkpo
 
     monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", save_until_full)
     result = run_in_process(
-        "src/train.py", f"paths.log_dir={tmp_path}", *QUICK, "trainer.max_epochs=3"
+        "src/train.py", f"paths.log_dir={tmp_path}", *FEW_BATCHES, "trainer.max_epochs=3"
     )
     [run] = run_folders(tmp_path)
     folder = run / "checkpoints"
@@ -268,7 +267,7 @@ def test_every_command_names_a_bad_checkpoint_in_one_line(tmp_path, script, kind
     args = (
         ["input=.", f"{argument}={bad}"]
         if script == "src/predict.py"
-        else [*QUICK, f"{argument}={bad}"]
+        else [*FEW_BATCHES, f"{argument}={bad}"]
     )
     result = run_in_process(script, f"paths.log_dir={tmp_path}", *args)
     [line] = error_lines(result)
@@ -476,7 +475,11 @@ def test_a_ddp_run_writes_its_checkpoints_through_the_plugin_on_rank_zero(tmp_pa
     script = tmp_path / "train_recorded.py"
     script.write_text(WRAPPER.replace("{log}", str(log)))
     result = run_script(
-        str(script), f"paths.log_dir={tmp_path}", *QUICK, "trainer=ddp_cpu", "trainer.max_epochs=2"
+        str(script),
+        f"paths.log_dir={tmp_path}",
+        *FEW_BATCHES,
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=2",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     [run] = run_folders(tmp_path)

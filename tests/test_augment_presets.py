@@ -21,14 +21,31 @@ from src.data.augmentation import (
 from src.data.batch_augment import BatchAugmentation, one_thread_on_cpu
 from src.data.batch_policy import OP, OPS, apply_ops
 from src.train import train
-from tests.conftest import CONFIG_DIR, compose_config
+from tests.conftest import CONFIG_DIR, FAST, compose_config
 
 PRESETS = sorted(p.stem for p in (CONFIG_DIR / "augment").glob("*.yaml"))
 KEYS = {f.name for f in fields(Augmentation)}
 
 
-def test_the_issue_presets_exist():
-    assert PRESETS == ["autoaugment", "light", "none", "randaugment", "trivialaugment"]
+# the random ops besides crop, flip and erasing that each preset's name promises (README)
+POLICY_OF = {
+    "none": None,
+    "light": v2.RandomAffine,
+    "randaugment": v2.RandAugment,
+    "trivialaugment": v2.TrivialAugmentWide,
+    "autoaugment": v2.AutoAugment,
+}
+
+
+@pytest.mark.parametrize("preset", sorted(POLICY_OF))
+def test_each_preset_augments_as_its_name_says(preset):
+    cfg = compose_config("train.yaml", Path("unused"), [f"augment={preset}"])
+    aug = parse_augmentation(cfg.data.augment)
+    transform = per_sample_train_transform(aug, [0.5] * 3, [0.25] * 3, (32, 32))
+    plain = {v2.ToImage, v2.ToDtype, v2.Normalize, v2.RandomCrop, v2.RandomHorizontalFlip}
+    random = {type(t) for t in transform.transforms} - plain - {v2.RandomErasing}
+    expected = POLICY_OF[preset]
+    assert random == ({expected} if expected else set()), random
 
 
 @pytest.mark.parametrize("data", ["digits", "digits_multilabel", "cifar10"])
@@ -163,8 +180,7 @@ def test_each_op_of_the_batched_policies_gives_torchvisions_pixels(name):
 @pytest.mark.slow
 def test_mixup_cutmix_and_randaugment_on_digits_reach_098_test_accuracy(tmp_path: Path):
     overrides = [
-        "extras.print_config=false",
-        "trainer.accelerator=cpu",
+        *FAST,
         "augment=randaugment",
         "data.augment.mixup_alpha=0.2",
         "data.augment.cutmix_alpha=1.0",

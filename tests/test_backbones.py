@@ -20,7 +20,7 @@ from src.models.nets.timm_net import TimmNet
 from src.models.nets.torchvision_net import TorchvisionNet, classification_models
 from src.predict import predict
 from src.train import train
-from tests.conftest import FAST, compose_config
+from tests.conftest import FAST, ONE_EPOCH, compose_config
 
 # A family, its overrides and where its head lives: quick ones, and heavier ones marked slow.
 QUICK_FAMILIES = [
@@ -46,15 +46,7 @@ TRAINED_FAMILIES = [
 
 # One epoch of two training batches and one validation and test batch, which, unlike Lightning's
 # fast_dev_run, writes checkpoints.
-SHORT_RUN = [
-    "data.batch_size=8",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "logger=csv",
-]
-QUIET = ["extras.print_config=false", "trainer.accelerator=cpu"]
+SHORT_RUN = [*ONE_EPOCH, "data.batch_size=8", "logger=csv"]
 
 
 def kwargs_of(overrides: list[str]) -> dict[str, object]:
@@ -226,14 +218,14 @@ def train_evaluate_predict(tmp_path: Path, images: Path, overrides: list[str]) -
     cfg = compose_config("train.yaml", tmp_path / "train", [*FAST, *SHORT_RUN, *overrides])
     metrics = train(cfg)
     best = tmp_path / "train" / "checkpoints" / "best.ckpt"
-    assert best.is_file() and 0 <= metrics["test/acc"] <= 1
-    eval_overrides = [*QUIET, f"ckpt_path={best}", "trainer.limit_test_batches=1", "logger=csv"]
+    assert best.is_file()
+    eval_overrides = [*FAST, f"ckpt_path={best}", "trainer.limit_test_batches=1", "logger=csv"]
     evaluated = evaluate(compose_config("eval.yaml", tmp_path / "eval", eval_overrides))
     assert evaluated["test/acc"] == metrics["test/acc"]  # the same network and weights
     assert evaluated["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-5)
     written = predict(
         compose_config(
-            "predict.yaml", tmp_path / "predict", [*QUIET, f"ckpt_path={best}", f"input={images}"]
+            "predict.yaml", tmp_path / "predict", [*FAST, f"ckpt_path={best}", f"input={images}"]
         )
     )
     rows = list(csv.DictReader(open(written)))

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from src import PROJECT_ROOT
-from src.cli.resolvers import sweep_job_dir
+from src.cli.resolvers import gpu_mixed_precision, sweep_job_dir
 from src.train import train
 from tests.conftest import compose_with_hydra
 
@@ -51,7 +51,6 @@ def test_experiments_compose_and_build_model(train_cfg, experiment):
     extra = folder if experiment.startswith("image_folder") else []
     extra += ["model.net.weights=null"] if experiment == "image_folder_finetune" else []
     cfg = train_cfg(f"experiment={experiment}", *extra)
-    assert cfg.trainer.max_epochs > 1
     model = instantiate(
         cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler, _recursive_=False
     )
@@ -74,11 +73,13 @@ def test_debug_presets_run_short_on_the_cpu(train_cfg, preset):
     assert (cfg.task_name, cfg.trainer.accelerator, cfg.trainer[key]) == ("debug", "cpu", value)
 
 
+# GPU: mixed precision as this machine's GPU computes it (bf16-mixed from Ampere on, else
+# 16-mixed; the rule itself: tests/test_lean_training.py)
 TRAINER_PRESETS = {
     "cpu": ("cpu", 1, "32-true", "auto"),
-    "gpu": ("gpu", 1, "16-mixed", "auto"),
+    "gpu": ("gpu", 1, "gpu mixed", "auto"),
     "mps": ("mps", 1, "32-true", "auto"),
-    "ddp": ("gpu", 2, "16-mixed", "ddp"),
+    "ddp": ("gpu", 2, "gpu mixed", "ddp"),
     "ddp_cpu": ("cpu", 2, "32-true", "ddp"),
 }
 
@@ -87,7 +88,17 @@ TRAINER_PRESETS = {
 def test_trainer_presets_set_their_device_precision_and_strategy(train_cfg, preset):
     trainer = train_cfg(f"trainer={preset}", fast=False).trainer
     found = (trainer.accelerator, trainer.devices, trainer.precision, trainer.get("strategy"))
-    assert found == TRAINER_PRESETS[preset]
+    accelerator, devices, precision, strategy = TRAINER_PRESETS[preset]
+    precision = gpu_mixed_precision() if precision == "gpu mixed" else precision
+    assert found == (accelerator, devices, precision, strategy)
+
+
+@pytest.mark.parametrize(("bf16", "expected"), [(True, "bf16-mixed"), (False, "16-mixed")])
+def test_the_gpu_presets_follow_the_gpus_bfloat16_support(train_cfg, monkeypatch, bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    for preset in ("gpu", "ddp"):
+        assert train_cfg(f"trainer={preset}", fast=False).trainer.precision == expected
 
 
 def pairwise() -> list[tuple[str, str, str]]:
@@ -116,7 +127,7 @@ def test_model_optimizer_and_scheduler_run_a_step(train_cfg, model, optimizer, s
         "trainer.detect_anomaly=false",
     )
     metrics = train(cfg)
-    assert math.isfinite(metrics["train/loss"]) and 0 <= metrics["test/acc"] <= 1
+    assert math.isfinite(metrics["train/loss"])
     if scheduler == "onecycle":  # stepped every batch: one step of fast_dev_run ends its cycle
         assert 0 < metrics["train/lr"] < cfg.optimizer.lr / cfg.scheduler.div_factor
         return
@@ -209,21 +220,15 @@ def test_the_optuna_search_follows_the_data_and_the_optimized_metric(overrides, 
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_ == "hydra_plugins.template_sweepers.OptunaSweeper"
     assert (sweeper.study_name, sweeper.direction) == (study, direction)
-    assert sweeper.sampler.seed == 42 and "MedianPruner" in sweeper.pruner._target_
-    assert set(sweeper.params) == {
-        "optimizer",
-        "optimizer.lr",
-        "optimizer.weight_decay",
-        "data.batch_size",
-        "scheduler",
-    }
     assert cfg.hydra.sweep.dir.endswith(f"/train/searches/{study}")
     assert cfg.callbacks.optuna_pruning.metric == cfg.optimized_metric  # what the study ranks
 
 
-def test_the_slurm_launcher_is_submitit_with_our_defaults():
-    cfg = compose_with_hydra("hydra/launcher=slurm", "hydra.launcher.partition=gpu")
+def test_the_slurm_launcher_submits_with_submitit_and_keeps_slurms_logs_in_the_sweep():
+    """(What each job's sbatch script asks for: tests/test_preemption.py.)"""
+    cfg = compose_with_hydra("hydra/launcher=slurm")
     launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
-    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 240)
-    assert launcher.submitit_folder.endswith(".submitit/%j")
+    assert (
+        launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    )
+    assert launcher.submitit_folder == f"{cfg.hydra.sweep.dir}/.submitit/%j"  # as documented

@@ -17,7 +17,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import Subset
 
 from src import PROJECT_ROOT
-from tests.helpers import QUIET, run_folders
+from tests.conftest import QUIET
+from tests.helpers import run_folders
 
 ODD = 101  # images in the val or test split below: not a multiple of the 2 processes
 STAGES = {"val": RunningStage.VALIDATING, "test": RunningStage.TESTING}

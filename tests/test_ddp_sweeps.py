@@ -5,8 +5,8 @@ every process would run the whole sweep (or its own Optuna search) again."""
 import pytest
 
 from src.sweepers.ddp_guard import lightning_starts_processes, refuse_ddp_jobs
-from tests.conftest import compose_with_hydra
-from tests.helpers import QUIET, error_lines, run_script
+from tests.conftest import QUIET, compose_with_hydra
+from tests.helpers import error_lines, run_script
 
 
 @pytest.mark.parametrize(

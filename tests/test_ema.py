@@ -14,7 +14,8 @@ from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.train import train
 from tests.conftest import LEAN, SMALL_MULTILABEL, compose_config
 
-QUICK = [
+# lean runs that validate and test on one batch, logging nothing
+ONE_EVAL_BATCH = [
     *LEAN,
     "trainer.limit_val_batches=1",
     "trainer.limit_test_batches=1",
@@ -89,7 +90,7 @@ def test_a_bad_decay_is_refused_in_one_line():
 def test_validation_best_ckpt_test_and_predict_use_the_average(tmp_path: Path):
     decay = 0.5  # a short memory: the average differs clearly from the last weights
     overrides = [
-        *QUICK,
+        *ONE_EVAL_BATCH,
         "callbacks=[default,ema]",
         f"callbacks.ema.decay={decay}",
         "+callbacks.spy._target_=tests.test_ema.WeightSpy",
@@ -125,7 +126,7 @@ def test_validation_best_ckpt_test_and_predict_use_the_average(tmp_path: Path):
 
 def test_a_resumed_run_continues_the_average_exactly(tmp_path: Path):
     overrides = [
-        *QUICK,
+        *ONE_EVAL_BATCH,
         "callbacks=[default,ema]",
         "callbacks.ema.decay=0.8",
         "trainer.deterministic=true",
@@ -150,7 +151,7 @@ def test_a_resumed_run_continues_the_average_exactly(tmp_path: Path):
 
 def test_multilabel_pos_weight_auto_stays_exact_under_the_average(tmp_path: Path):
     overrides = [
-        *QUICK,
+        *ONE_EVAL_BATCH,
         *SMALL_MULTILABEL,
         "model.pos_weight=auto",
         "callbacks=[default,ema]",

@@ -6,7 +6,7 @@ import pytest
 
 from scripts.make_example_data import write_digits, write_digits_multilabel
 from src.train import train
-from tests.helpers import QUIET
+from tests.conftest import QUIET
 
 
 @pytest.fixture(scope="module")

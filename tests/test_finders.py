@@ -21,7 +21,8 @@ from src.train import train
 from tests.conftest import LEAN, compose_config
 from tests.helpers import optimizer_of, session_hparams, tensorboard_events, tensorboard_scalars
 
-QUICK = [
+# lean, deterministic runs that validate on one batch and never test
+FINDER_RUN = [
     *LEAN,
     "trainer.limit_val_batches=1",
     "trainer.num_sanity_val_steps=0",
@@ -67,7 +68,7 @@ def suggestion(run: Path) -> float:
 def lr_run(tmp_path_factory) -> Path:
     """Two short epochs after an lr search whose suggestion was applied."""
     out = tmp_path_factory.mktemp("lr_run")
-    train(compose_config("train.yaml", out, [*QUICK, *LR_SEARCH]))
+    train(compose_config("train.yaml", out, [*FINDER_RUN, *LR_SEARCH]))
     return out
 
 
@@ -97,7 +98,7 @@ def test_a_run_with_the_lr_search_trains_exactly_as_one_given_its_lr(lr_run: Pat
     # the search restores the weights, optimizer and every random draw: the rest of the run is
     # the run that was configured with the suggested lr from the start
     lr = suggestion(lr_run)
-    plain = [*QUICK, *LR_SEARCH[:2], f"optimizer.lr={lr!r}"]
+    plain = [*FINDER_RUN, *LR_SEARCH[:2], f"optimizer.lr={lr!r}"]
     train(compose_config("train.yaml", tmp_path, plain))
     searched = read_checkpoint(lr_run / "checkpoints" / "last.ckpt")["state_dict"]
     configured = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["state_dict"]
@@ -108,7 +109,7 @@ def test_a_run_with_the_lr_search_trains_exactly_as_one_given_its_lr(lr_run: Pat
 
 def test_a_resumed_run_keeps_the_lr_found_and_does_not_search_again(lr_run: Path, tmp_path):
     last = lr_run / "checkpoints" / "last.ckpt"
-    resume = [*QUICK, *LR_SEARCH, "trainer.max_epochs=3", f"ckpt_path={last}"]
+    resume = [*FINDER_RUN, *LR_SEARCH, "trainer.max_epochs=3", f"ckpt_path={last}"]
     train(compose_config("train.yaml", tmp_path, resume))
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == 24  # 16 steps before, 8 after: the loops were restored
@@ -119,7 +120,7 @@ def test_a_resumed_run_keeps_the_lr_found_and_does_not_search_again(lr_run: Path
 
 def test_apply_false_reports_the_suggestion_and_keeps_the_configured_lr(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="src.callbacks.finders")
-    train(compose_config("train.yaml", tmp_path, [*QUICK, *LR_SEARCH, "tune.apply=false"]))
+    train(compose_config("train.yaml", tmp_path, [*FINDER_RUN, *LR_SEARCH, "tune.apply=false"]))
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == 0.001
     assert checkpoint["hyper_parameters"]["optimizer"]["lr"] == 0.001
@@ -146,7 +147,7 @@ def test_a_one_cycle_max_lr_read_from_the_old_lr_follows_the_new_one(tmp_path):
 
 def test_the_batch_size_finder_trains_and_tests_with_the_size_it_found(tmp_path, caplog):
     overrides = [
-        *QUICK,
+        *FINDER_RUN,
         "test=true",
         "trainer.limit_test_batches=1",
         "trainer.max_epochs=1",

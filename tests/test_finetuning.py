@@ -15,17 +15,11 @@ from src.core.errors import ConfigError
 from src.models.classifier import ImageClassifier
 from src.models.init_from import load_initial_weights
 from src.train import train
-from tests.conftest import SMALL_MULTILABEL
+from tests.conftest import FAST, ONE_EPOCH, SMALL_MULTILABEL, compose_config
 from tests.helpers import optimizer_of
 
 # a couple of batches of each stage, so a test trains for real but fast
-SHORT = [
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "callbacks.early_stopping.patience=5",
-]
+SHORT_EPOCH = [*ONE_EPOCH, "trainer.limit_train_batches=3", "callbacks.early_stopping.patience=5"]
 
 
 def build(cfg) -> ImageClassifier:
@@ -73,7 +67,9 @@ def test_backbone_lr_scale_gives_the_backbone_a_tenth_of_the_heads_lr(train_cfg)
 
 
 def test_the_trainer_uses_the_groups_and_logs_the_heads_lr(train_cfg):
-    cfg = train_cfg("optimizer=sgd", "optimizer.lr=0.05", "model.backbone_lr_scale=0.1", *SHORT)
+    cfg = train_cfg(
+        "optimizer=sgd", "optimizer.lr=0.05", "model.backbone_lr_scale=0.1", *SHORT_EPOCH
+    )
     metrics = train(cfg)
     assert metrics["train/lr"] == pytest.approx(0.05)  # the head's, the first group
 
@@ -86,7 +82,7 @@ def test_decay_norm_and_bias_keeps_one_group(train_cfg):
 
 def test_freeze_until_freezes_exactly_the_named_stages_and_their_batchnorm(train_cfg):
     # SmallCNN features: 0 conv, 1 bn, 2 relu, 3 pool | 4 conv, 5 bn, ... ; freeze the first stage
-    cfg = train_cfg("model.freeze_until=features.3", "optimizer.lr=0.01", *SHORT)
+    cfg = train_cfg("model.freeze_until=features.3", "optimizer.lr=0.01", *SHORT_EPOCH)
     model = build(cfg)
     frozen = {n for n, p in model.net.named_parameters() if not p.requires_grad}
     assert frozen == {"features.0.weight", "features.1.weight", "features.1.bias"}
@@ -189,7 +185,7 @@ def test_init_from_refuses_files_that_do_not_fit(train_cfg, tmp_path):
 
 
 def test_init_from_in_a_run_saves_its_table_and_starts_at_epoch_zero(train_cfg, default_run):
-    cfg = train_cfg(*SMALL_MULTILABEL, f"model.init_from={_checkpoint(default_run)}", *SHORT)
+    cfg = train_cfg(*SMALL_MULTILABEL, f"model.init_from={_checkpoint(default_run)}", *SHORT_EPOCH)
     train(cfg)
     with open(Path(cfg.paths.output_dir) / "init_from.csv") as file:
         rows = list(csv.DictReader(file))
@@ -205,7 +201,7 @@ def test_gradual_unfreezing_with_backbone_finetuning(train_cfg):
         "callbacks=[default,backbone_finetuning]",
         "callbacks.backbone_finetuning.unfreeze_backbone_at_epoch=1",
         "callbacks.backbone_finetuning.train_bn=false",
-        *SHORT,
+        *SHORT_EPOCH,
         "trainer.max_epochs=2",
     )
     model = build(cfg)
@@ -227,7 +223,6 @@ def test_gradual_unfreezing_with_backbone_finetuning(train_cfg):
 def test_fine_tuning_from_digits_beats_scratch_on_a_multilabel_folder(tmp_path, default_run):
     """The issue's demonstration: init_from a digits run on the multi-label example folder."""
     from scripts.make_example_data import write_digits_multilabel
-    from tests.conftest import FAST, compose_config
 
     folder = tmp_path / "digits_multilabel"
     write_digits_multilabel(folder)

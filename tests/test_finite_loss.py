@@ -14,8 +14,9 @@ import torch
 
 from src import PROJECT_ROOT
 from src.callbacks.finite_loss import NonFiniteLoss, StopOnNonFiniteLoss
-from tests.helpers import error_lines, run_folders, run_in_process, run_status
-from tests.test_preemption import SHORT, STEPS_PER_EPOCH, last_checkpoint
+from tests.conftest import LEAN_SHORT as SHORT
+from tests.conftest import STEPS_PER_EPOCH
+from tests.helpers import error_lines, last_checkpoint, run_folders, run_in_process, run_status
 
 HINTS = (
     "clip gradients with trainer.gradient_clip_val=1.0, or find the operation that made it "

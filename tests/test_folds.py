@@ -12,7 +12,8 @@ from sklearn.datasets import load_digits
 from src.core.errors import ConfigError, user_error_in
 from src.data.splits import fold_indices, iterative_folds
 from src.tracking.report import compare
-from tests.helpers import QUIET, error_lines, run_in_process, run_script
+from tests.conftest import QUIET
+from tests.helpers import error_lines, run_in_process, run_script
 from tests.test_cifar10 import cifar_overrides, tiny_cifar10  # noqa: F401  (a fixture)
 
 RNG = np.random.default_rng(0)

@@ -20,35 +20,35 @@ def test_without_cuda_it_says_so_and_exits_0():
     assert "no CUDA GPU here" in result.stdout
 
 
-def test_every_check_names_configs_and_keys_that_exist(tmp_path):
+def test_the_checks_compose_and_cover_each_gpu_path(tmp_path):
+    """Every check that runs an entry point composes (its configs and keys exist), and together
+    they run each GPU path: both mixed precisions, compile, DDP, a frozen backbone, multi-label,
+    and a GPU checkpoint evaluated and predicted on the CPU."""
     entries = {
         "src/train.py": "train.yaml",
         "src/eval.py": "eval.yaml",
         "src/predict.py": "predict.yaml",
-    }  # noqa: E501
-    composed = 0
+    }
+    runs: list[tuple[str, object]] = []
     for check in gpu_check.checks(tmp_path):
         if check.command[0] != sys.executable or check.command[1] not in entries:
             continue
         overrides = [a for a in check.command[2:] if not a.startswith("ckpt_path=")]
-        cfg = compose_config(entries[check.command[1]], Path(tmp_path), overrides)
-        assert cfg is not None
-        composed += 1
-    assert composed == 10
-    names = [check.name for check in gpu_check.checks(tmp_path)]
-    for wanted in (
-        "16-mixed",
-        "bf16-mixed",
-        "compile",
-        "trainer=ddp",
-        "frozen",
-        "on the CPU",
-        "predict on the GPU",
-        "batched",
-        "never wait for the GPU",
-        "benchmark",
-    ):  # noqa: E501
-        assert any(wanted in name for name in names), wanted
+        entry = entries[check.command[1]]
+        runs.append((entry, compose_config(entry, Path(tmp_path), overrides)))
+    assert len(runs) == 10
+    trained = [cfg for entry, cfg in runs if entry == "train.yaml"]
+    on_gpu = [cfg for cfg in trained if cfg.trainer.accelerator == "gpu"]
+    assert len(on_gpu) == len(trained)
+    assert {"16-mixed", "bf16-mixed"} <= {cfg.trainer.precision for cfg in on_gpu}
+    assert any(cfg.model.compile and cfg.model.channels_last for cfg in on_gpu)
+    assert any(cfg.trainer.strategy == "ddp" for cfg in on_gpu)
+    assert any(cfg.model.backbone_lr_scale == 0 for cfg in on_gpu)  # frozen
+    assert any(cfg.data.task == "multilabel" for cfg in on_gpu)
+    assert {entry for entry, cfg in runs if cfg.trainer.accelerator == "cpu"} == {
+        "eval.yaml",
+        "predict.yaml",
+    }
 
 
 def test_the_sync_check_covers_the_steps_of_each_epoch_after_its_first(monkeypatch, tmp_path):

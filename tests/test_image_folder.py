@@ -24,8 +24,8 @@ from src.data.transforms import eval_transform_of
 from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.predict import predict
 from src.train import train
-from tests.conftest import compose_config
-from tests.helpers import QUIET, error_lines, run_folders, run_in_process
+from tests.conftest import QUIET, compose_config
+from tests.helpers import error_lines, run_folders, run_in_process
 
 
 def write_image(path: Path, mode: str = "RGB", size: tuple[int, int] = (16, 16), seed: int = 0):
@@ -505,7 +505,7 @@ def test_predict_applies_exactly_the_evaluation_transform_of_training(train_cfg,
         "trainer.max_epochs=1",
         "test=false",
         "logger=csv",
-        *QUIET[1:],
+        *QUIET,
     )
     train(cfg)
     checkpoint = read_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")

@@ -1,6 +1,8 @@
 """The lean training step, the progress bar, loader settings from the machine, GPU settings."""
 
 import logging
+import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -81,14 +83,21 @@ def test_auto_workers_follow_slurm_or_the_cpus_and_none_for_batched(monkeypatch)
     assert digits(pipeline="batched", num_workers="auto").worker_count() == 0
     assert digits(pipeline="batched", num_workers=3).worker_count() == 3
     monkeypatch.delenv("SLURM_CPUS_PER_TASK")
-    import os
-
-    expected = len(os.sched_getaffinity(0))
-    assert digits(pipeline="per_sample", num_workers="auto").worker_count() == expected
-    assert digits(pin_memory="auto").pins_memory() is False  # no trainer on a GPU here
+    # this process may use 3 CPUs, whatever the machine has (and where Python cannot tell)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert digits(pipeline="per_sample", num_workers="auto").worker_count() == 3
     for key, value in (("num_workers", "many"), ("num_workers", -1), ("pin_memory", "yes")):
         with pytest.raises(ConfigError, match=f"data.{key} must be auto"):
             digits(**{key: value})
+
+
+@pytest.mark.parametrize(("device", "pinned"), [("cuda", True), ("cpu", False), (None, False)])
+def test_auto_pin_memory_pins_only_batches_bound_for_a_cuda_device(device, pinned):
+    data = digits(pin_memory="auto")
+    if device is not None:  # a stand-in trainer: only its device matters here
+        data.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))
+    assert data.pins_memory() is pinned
+    assert digits(pin_memory=not pinned).pins_memory() is not pinned  # a set value is kept
 
 
 def test_gpu_configs_pick_bf16_where_the_gpu_has_it(monkeypatch):

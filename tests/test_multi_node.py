@@ -14,9 +14,8 @@ import pytest
 
 from src import PROJECT_ROOT
 from src.models.checkpoint import read_checkpoint
-from tests.conftest import compose_with_hydra
+from tests.conftest import QUIET, compose_with_hydra
 from tests.helpers import (
-    QUIET,
     csv_metric,
     error_lines,
     run_folders,

@@ -13,8 +13,8 @@ from src.data.digits import load_digit_images
 from src.data.splits import stratified_split
 from src.eval import evaluate
 from src.train import train
+from tests.conftest import FAST, compose_config
 from tests.conftest import SMALL_MULTILABEL as SMALL
-from tests.conftest import compose_config
 from tests.helpers import tensorboard_events, tensorboard_scalars
 
 
@@ -49,13 +49,19 @@ def test_targets_match_the_digits_drawn(train_cfg):
 
 def test_training_logs_the_multilabel_metrics(multilabel_run):
     out, metrics = multilabel_run
-    assert metrics["val/map_best"] >= metrics["val/map"] - 1e-9 and metrics["test/map"] > 0.5
+    # chance: scores that know nothing rank each label's positives at its prevalence
+    cfg = compose_config("train.yaml", out / "chance", [*FAST, *SMALL])
+    test_targets = instantiate(cfg.data).canvases()[2][1].float()
+    chance = test_targets.mean(dim=0).mean().item()
+    assert metrics["test/map"] > chance + 0.5, (metrics["test/map"], chance)
     for name in ["f1", "f1_micro", "hamming", "exact_match"]:
         assert f"test/{name}" in metrics and f"val/{name}" in metrics
     for digit in range(10):
         assert f"test/per_class/f1/{digit}" in metrics and f"test/per_class/ap/{digit}" in metrics
     scalars = tensorboard_scalars(out)
-    assert len(scalars["val/map"]) == 3 and len(scalars["val/map_best"]) == 3
+    assert len(scalars["val/map"]) == 3
+    highest = [max(scalars["val/map"][: i + 1]) for i in range(3)]
+    assert scalars["val/map_best"] == pytest.approx(highest)
     assert tensorboard_events(out).Images("test/per_class_ap")  # the AP bars of each label
 
 

@@ -1,5 +1,5 @@
 """The Optuna sweeper's parts without training: search spaces. (Cut-off trials, found by Optuna's
-heartbeat: tests/test_review_fixes_optuna.py.)"""
+heartbeat: tests/test_sweeper_recovery.py.)"""
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution

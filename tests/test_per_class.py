@@ -18,11 +18,11 @@ from torchmetrics.functional.classification import multilabel_average_precision,
 from src.core.errors import user_error_in
 from src.tracking.per_class import per_class_rows
 from src.train import train
-from tests.conftest import FAST, SMALL_MULTILABEL, compose_config
-from tests.helpers import QUIET, tensorboard_events, tensorboard_scalars
+from tests.conftest import FAST, QUIET, SMALL_MULTILABEL, compose_config
+from tests.helpers import tensorboard_events, tensorboard_scalars
 
 # one short epoch: a model that is still poor, so the classes differ and some are never predicted
-SHORT = [
+POOR_RUN = [
     *FAST,
     *QUIET,
     "data.batch_size=16",
@@ -77,7 +77,7 @@ def multiclass_run(tmp_path_factory) -> tuple[Path, dict[str, float]]:
     """A short multi-class digits run, TensorBoard logging, tested: its folder and metrics."""
     out = tmp_path_factory.mktemp("per_class_multiclass")
     figures = ["~callbacks.test_figures", "~callbacks.augmented_images"]  # matplotlib: seconds
-    return out, train(compose_config("train.yaml", out, [*SHORT, *figures]))
+    return out, train(compose_config("train.yaml", out, [*POOR_RUN, *figures]))
 
 
 def test_per_class_csv_agrees_with_sklearn_on_the_runs_test_predictions(multiclass_run):
@@ -138,7 +138,7 @@ def test_train_and_validation_loss_share_one_tensorboard_chart(multiclass_run):
 
 def test_the_multilabel_table_has_each_labels_scores_and_support(tmp_path):
     small = ["data.train_size=200", "data.val_size=50", "data.test_size=200"]
-    overrides = [*SHORT, *SMALL_MULTILABEL, *small, "model.pos_weight=auto", "logger=none"]
+    overrides = [*POOR_RUN, *SMALL_MULTILABEL, *small, "model.pos_weight=auto", "logger=none"]
     cfg = compose_config("train.yaml", tmp_path, overrides)
     metrics = train(cfg)
     rows = read_csv(tmp_path / "per_class.csv")
@@ -149,7 +149,16 @@ def test_the_multilabel_table_has_each_labels_scores_and_support(tmp_path):
         for name in ("f1", "ap"):
             logged = metrics[f"test/per_class/{name}/{row['class']}"]
             assert float(row[name]) == pytest.approx(logged, abs=1e-6)
-    assert any(float(row["precision"]) > 0 for row in rows)
+    # each row's precision and recall give back its F1 (logged by torchmetrics on its own)
+    # with the counts its recall and support imply: true positives, then false positives
+    for row in rows:
+        precision, recall, f1 = (float(row[key]) for key in ("precision", "recall", "f1"))
+        tp = recall * int(row["support"])
+        assert tp == pytest.approx(round(tp), abs=1e-6), row  # a whole count
+        fp = round(tp / precision) - round(tp) if precision > 0 else 0
+        fn = int(row["support"]) - round(tp)
+        assert f1 == pytest.approx(2 * round(tp) / max(1, 2 * round(tp) + fp + fn), abs=1e-6), row
+    assert len({row["precision"] for row in rows}) > 2  # a table with something in it
     assert not (tmp_path / "confusion_matrix.csv").exists()  # multi-class only
 
 

@@ -13,10 +13,8 @@ from torchmetrics.functional.classification import multilabel_average_precision
 from scripts.make_example_data import write_digits, write_digits_multilabel
 from src.eval import evaluate
 from src.predict import predict
-from tests.conftest import SMALL_MULTILABEL, compose_config
+from tests.conftest import FAST, SMALL_MULTILABEL, compose_config
 from tests.helpers import error_lines, run_in_process
-
-QUIET = ["extras.print_config=false"]
 
 
 @pytest.fixture
@@ -34,7 +32,7 @@ def examples(tmp_path_factory) -> Path:
 
 
 def run_predict(tmp_path: Path, *overrides: str) -> Path:
-    return predict(compose_config("predict.yaml", tmp_path, [*QUIET, *overrides]))
+    return predict(compose_config("predict.yaml", tmp_path, [*FAST, *overrides]))
 
 
 def test_predictions_on_the_example_test_folder_reproduce_test_accuracy(
@@ -109,7 +107,7 @@ def test_a_checkpoint_saved_on_a_gpu_loads_on_the_cpu(digits_run, examples, tmp_
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):
             torch.load(gpu_ckpt, weights_only=True)  # the file really asks for a GPU
-    cfg = compose_config("eval.yaml", tmp_path / "eval", [*QUIET, f"ckpt_path={gpu_ckpt}"])
+    cfg = compose_config("eval.yaml", tmp_path / "eval", [*FAST, f"ckpt_path={gpu_ckpt}"])
     assert evaluate(cfg)["test/acc"] == pytest.approx(metrics["test/acc"])
     written = run_predict(
         tmp_path / "p", f"ckpt_path={gpu_ckpt}", f"input={examples / 'digits' / 'test'}"

@@ -12,22 +12,18 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-import torch
 
 from src import PROJECT_ROOT
-from tests.conftest import LEAN
-from tests.helpers import run_folders, run_in_process, run_status, tensorboard_scalars
+from tests.conftest import LEAN_SHORT as SHORT
+from tests.conftest import STEPS_PER_EPOCH, compose_with_hydra
+from tests.helpers import (
+    last_checkpoint,
+    run_folders,
+    run_in_process,
+    run_status,
+    tensorboard_scalars,
+)
 
-# Short deterministic runs: 5 training and 2 validation batches an epoch.
-SHORT = [
-    *LEAN,
-    "~callbacks.loss_chart",
-    "trainer.limit_train_batches=5",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-    "trainer.deterministic=true",
-]
-STEPS_PER_EPOCH = 5
 COMPARED = ("val/acc", "val/loss", "val/acc_best", "train/loss", "test/acc", "test/loss")
 
 
@@ -89,10 +85,6 @@ def printed_resume_command(result: subprocess.CompletedProcess) -> list[str]:
     lines = (result.stdout + result.stderr).splitlines()
     index = next(i for i, line in enumerate(lines) if line.endswith("Resume with:"))
     return shlex.split(lines[index + 1])
-
-
-def last_checkpoint(run: Path) -> dict:
-    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
 
 
 def best_score(checkpoint: dict) -> float:
@@ -332,8 +324,6 @@ def test_submitit_jobs_take_lightnings_warning_signal_instead_of_submitits():
     """-m hydra/launcher=slurm: each job's sbatch script asks for SIGUSR1 before the time limit
     (Lightning saves and requeues) and allows the requeue."""
     from submitit.slurm.slurm import _make_sbatch_string
-
-    from tests.conftest import compose_with_hydra
 
     launcher = compose_with_hydra("hydra/launcher=slurm").hydra.launcher
     script = _make_sbatch_string(

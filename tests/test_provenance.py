@@ -20,16 +20,9 @@ from src.eval import evaluate
 from src.predict import predict
 from src.tracking.provenance import PACKAGES, collect_provenance, record_provenance
 from src.train import train
-from tests.conftest import FAST, LEAN, compose_config
+from tests.conftest import FAST, LEAN, ONE_EPOCH, compose_config
 
-TINY = [
-    *LEAN,
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "trainer.num_sanity_val_steps=0",
-    "test=false",
-]
+TINY_RUN = [*LEAN, *ONE_EPOCH, "trainer.num_sanity_val_steps=0", "test=false"]
 
 
 def git(folder: Path, *args: str) -> str:
@@ -42,7 +35,7 @@ def git(folder: Path, *args: str) -> str:
 def run(tmp_path_factory) -> Path:
     """A one-epoch run of the project as it is checked out now."""
     out = tmp_path_factory.mktemp("provenance_run")
-    train(compose_config("train.yaml", out, TINY))
+    train(compose_config("train.yaml", out, TINY_RUN))
     return out
 
 
@@ -60,7 +53,7 @@ def test_a_run_records_the_commit_the_tree_and_the_versions(run: Path):
 
 def test_a_refused_run_records_nothing(tmp_path: Path):
     with pytest.raises((ConfigError, InstantiationException), match="tune.mode"):
-        train(compose_config("train.yaml", tmp_path, [*TINY, "tune=batch_size", "tune.mode=x"]))
+        train(compose_config("train.yaml", tmp_path, [*TINY_RUN, "tune=batch_size", "tune.mode=x"]))
     assert not (tmp_path / "provenance.json").exists()
 
 

@@ -20,9 +20,15 @@ from src.cli.resume import (
 )
 from src.core.errors import ConfigError
 from src.tracking.run_status import TensorBoardSession
-from tests.conftest import compose_config
-from tests.helpers import error_lines, run_folders, run_in_process, tensorboard_events
-from tests.test_preemption import SHORT, STEPS_PER_EPOCH, last_checkpoint
+from tests.conftest import LEAN_SHORT as SHORT
+from tests.conftest import STEPS_PER_EPOCH, compose_config
+from tests.helpers import (
+    error_lines,
+    last_checkpoint,
+    run_folders,
+    run_in_process,
+    tensorboard_events,
+)
 
 
 class CrashAt(L.Callback):

@@ -17,7 +17,7 @@ import torch
 
 from src import PROJECT_ROOT
 from src.callbacks.rng_state import RNGStateCheckpoint
-from tests.helpers import QUIET
+from tests.conftest import QUIET
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from src.data.sampling import BalancedSampler, balanced_weights
 from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.models.tasks import inverse_frequency_weights
 from src.train import train
-from tests.conftest import FAST, compose_config
-from tests.helpers import QUIET, error_lines, run_folders, run_in_process
+from tests.conftest import FAST, QUIET, compose_config
+from tests.helpers import error_lines, run_folders, run_in_process
 from tests.test_cifar10 import cifar_overrides, tiny_cifar10  # noqa: F401  (tiny_cifar10: a fixture)
 
 # 900 / 90 / 10 samples of classes 0 / 1 / 2

@@ -20,7 +20,8 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from src import PROJECT_ROOT
-from tests.helpers import QUIET, run_script, run_status, tensorboard_scalars
+from tests.conftest import QUIET
+from tests.helpers import run_script, run_status, tensorboard_scalars
 
 
 def multirun_args(log_dir: Path, *args: str) -> list[str]:

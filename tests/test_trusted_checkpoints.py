@@ -15,22 +15,17 @@ from src import PROJECT_ROOT
 from src.core.errors import ConfigError
 from src.models.trusted_config import refuse_untrusted
 from src.train import train
-from tests.conftest import LEAN, compose_config
-from tests.helpers import QUIET, error_lines, run_in_process
+from tests.conftest import FAST, LEAN, ONE_EPOCH, compose_config
+from tests.helpers import error_lines, run_in_process
 
-TINY = [
-    *LEAN,
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-]
+TINY_RUN = [*LEAN, *ONE_EPOCH]
 
 
 @pytest.fixture(scope="module")
 def real_checkpoint(tmp_path_factory) -> Path:
     """The last.ckpt of one short training run of the default config."""
     out = tmp_path_factory.mktemp("trusted_run")
-    train(compose_config("train.yaml", out, [*TINY, "logger=none", "test=false"]))
+    train(compose_config("train.yaml", out, [*TINY_RUN, "logger=none", "test=false"]))
     return out / "checkpoints" / "last.ckpt"
 
 
@@ -112,12 +107,12 @@ HYPER_PARAMETERS = ("net", "optimizer", "scheduler")
 def command(entry: str, ckpt: Path, tmp_path: Path, image: Path) -> list[str]:
     logs = f"paths.log_dir={tmp_path / 'logs'}"
     if entry == "eval":
-        return ["src/eval.py", f"ckpt_path={ckpt}", logs, *QUIET[:1], "trainer.accelerator=cpu"]
+        return ["src/eval.py", f"ckpt_path={ckpt}", logs, *FAST]
     if entry == "predict":
-        return ["src/predict.py", f"ckpt_path={ckpt}", f"input={image}", logs, *QUIET[:1]]
+        return ["src/predict.py", f"ckpt_path={ckpt}", f"input={image}", logs, *FAST]
     if entry == "resume":
-        return ["src/train.py", f"ckpt_path={ckpt}", logs, *TINY]
-    return ["src/train.py", f"model.init_from={ckpt}", logs, *TINY]
+        return ["src/train.py", f"ckpt_path={ckpt}", logs, *TINY_RUN]
+    return ["src/train.py", f"model.init_from={ckpt}", logs, *TINY_RUN]
 
 
 def assert_one_line(result, *expected: str) -> str:

@@ -1,6 +1,7 @@
-"""The sweepers after the review: a continued Optuna search draws new parameters, cut-off trials
-are found by Optuna's heartbeat (or, in a journal file, by being left running), a search whose
-every trial failed ends non-zero, and both sweepers let Hydra's on_multirun_end callbacks run.
+"""Searches and sweeps that continue, crash or fail: a continued Optuna search draws new
+parameters, cut-off trials are found by Optuna's heartbeat (or, in a journal file, by being left
+running), a search whose every trial failed ends non-zero, and both sweepers let Hydra's
+on_multirun_end callbacks run.
 
 Most tests drive the real sweeper, built from the real configs, with a stand-in launcher that
 returns a value per job at once: no training, so they run in a second or two each."""

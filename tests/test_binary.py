@@ -21,8 +21,8 @@ from src.models.metrics import TaskMetrics
 from src.models.tasks import training_predictions
 from src.predict import predict, prediction_records
 from src.train import train
-from tests.conftest import LEAN, binary_overrides, compose_config, write_two_digit_folder
-from tests.helpers import QUIET, csv_metric, error_lines, run_in_process
+from tests.conftest import LEAN, QUIET, binary_overrides, compose_config, write_two_digit_folder
+from tests.helpers import csv_metric, error_lines, run_in_process
 
 EPOCHS = 4
 NAMES = ["one", "zero"]  # class 1, zero, is the positive class

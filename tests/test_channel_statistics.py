@@ -17,7 +17,8 @@ from src.data.digits import DigitsDataModule
 from src.data.image_folder import ImageFolderDataModule
 from src.data.statistics import statistics_file
 from src.data.transforms import eval_transform_of
-from tests.helpers import QUIET, error_lines, run_folders, run_in_process, session_hparams
+from tests.conftest import QUIET
+from tests.helpers import error_lines, run_folders, run_in_process, session_hparams
 
 SPLITS = ("train", "val", "test")
 # the base colour of each split's images: the training split reddish, the others bluish

@@ -196,3 +196,20 @@ def offline(monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     monkeypatch.setattr(torch.hub, "urlopen", refuse)
+
+
+# The modules that take longest, started first so that no worker is left with one of them at the
+# end while the others idle: pytest-xdist (with pyproject's --no-loadscope-reorder) hands whole
+# modules out in collection order, the first two to one worker each, the next two the same way.
+LONGEST_FIRST = (
+    "test_optuna_search.py",
+    "test_training.py",
+    "test_finetuning.py",
+    "test_sweeps.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the items of LONGEST_FIRST's modules to the front, in that order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from src import PROJECT_ROOT
+from tests.conftest import QUIET
 
 
 def run_script(script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -113,3 +114,24 @@ def session_hparams(run_dir: Path) -> dict[str, object]:
     content = tensorboard_events(run_dir).PluginTagToContent("hparams")
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     return MessageToDict(start.session_start_info)["hparams"]
+
+
+def multirun_args(log_dir: Path, *args: str) -> list[str]:
+    """-m, the log folder, quiet output and two short epochs, then ARGS."""
+    return ["-m", f"paths.log_dir={log_dir}", *QUIET, "trainer.max_epochs=2", *args]
+
+
+def multirun(log_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python src/train.py -m ARGS` in a new process, logging under log_dir."""
+    return run_script("src/train.py", *multirun_args(log_dir, *args))
+
+
+def job_folders(sweep_dir: Path) -> list[Path]:
+    """A sweep's job folders in job order (their names start with the job number)."""
+    jobs = [p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()]
+    return sorted(jobs, key=lambda p: int(p.name.split("_")[0]))
+
+
+def only_folder(parent: Path) -> Path:
+    (folder,) = list(parent.iterdir())
+    return folder

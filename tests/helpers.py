@@ -4,6 +4,7 @@ import contextlib
 import csv
 import io
 import logging
+import os
 import runpy
 import subprocess
 import sys
@@ -18,11 +19,16 @@ from src import PROJECT_ROOT
 from tests.conftest import QUIET
 
 
-def run_script(script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """`python SCRIPT ARGS` in a new process, from the repository root, as a user types it."""
+def run_script(
+    script: str, *args: str, timeout: int = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python SCRIPT ARGS` in a new process, from the repository root, as a user types it;
+    with `env`, those variables are added and the run can import the tests' own callbacks."""
     command = [sys.executable, script, *args]
+    if env is not None:
+        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **env}
     return subprocess.run(
-        command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout
+        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 

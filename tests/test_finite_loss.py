@@ -3,20 +3,23 @@ checkpoint is still good and what to try; the run is failed and last.ckpt stays 
 checked on the device each step (no wait there) and the result read before any checkpoint is
 saved, before validation and at the epoch's end; a bad step leaves the weights finite."""
 
-import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
 
-from src import PROJECT_ROOT
 from src.callbacks.finite_loss import NonFiniteLoss, StopOnNonFiniteLoss
 from tests.conftest import LEAN_SHORT as SHORT
 from tests.conftest import STEPS_PER_EPOCH
-from tests.helpers import error_lines, last_checkpoint, run_folders, run_in_process, run_status
+from tests.helpers import (
+    error_lines,
+    last_checkpoint,
+    run_folders,
+    run_in_process,
+    run_script,
+    run_status,
+)
 
 HINTS = (
     "clip gradients with trainer.gradient_clip_val=1.0, or find the operation that made it "
@@ -142,15 +145,7 @@ def test_under_ddp_a_nan_loss_in_one_process_stops_every_process_before_a_save(t
     before validation and epoch 2's checkpoint (each process takes 5 batches an epoch)."""
     command = [*SHORT, f"paths.log_dir={tmp_path}", "trainer=ddp_cpu", "trainer.max_epochs=3"]
     command += [*poison(2, "PoisonInputs"), "+callbacks.poison.batch=4", "+callbacks.poison.rank=1"]
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}  # the poison callback, in both processes
-    result = subprocess.run(
-        [sys.executable, "src/train.py", *command],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_script("src/train.py", *command, timeout=600, env={})  # the poison callback
     assert result.returncode == 2, result.stderr[-3000:]
     # each process that gets to print before the launcher stops the other says why it stopped
     good = "; the last good checkpoint is "

@@ -3,10 +3,7 @@ one that saved them: what fits is restored, the rest is named once, nothing cras
 
 import json
 import logging
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from src import PROJECT_ROOT
 from src.callbacks.rng_state import RNGStateCheckpoint
 from tests.conftest import QUIET
+from tests.helpers import run_script
 
 
 @pytest.fixture
@@ -141,11 +138,8 @@ class RankDraws(L.Callback):
 
 def train_on_two_processes(*args: str) -> None:
     """`python src/train.py trainer=ddp_cpu ARGS` (two gloo processes), which must succeed."""
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}  # the probe
-    command = [sys.executable, "src/train.py", *QUIET, "trainer=ddp_cpu", *args]
-    result = subprocess.run(
-        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
+    args = (*QUIET, "trainer=ddp_cpu", *args)
+    result = run_script("src/train.py", *args, timeout=600, env={"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
 
 

@@ -1,9 +1,6 @@
 """Class imbalance: data.sampler=balanced (also under DDP) and model.class_weights=auto."""
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +12,6 @@ from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, TensorDataset
 
-from src import PROJECT_ROOT
 from src.data.base import TransformedDataset
 from src.data.in_memory import TensorImageDataset
 from src.data.sampling import BalancedSampler, balanced_weights
@@ -23,7 +19,7 @@ from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.models.tasks import inverse_frequency_weights
 from src.train import train
 from tests.conftest import FAST, QUIET, compose_config
-from tests.helpers import error_lines, run_folders, run_in_process
+from tests.helpers import error_lines, run_folders, run_in_process, run_script
 from tests.test_cifar10 import cifar_overrides, tiny_cifar10  # noqa: F401  (tiny_cifar10: a fixture)
 
 # 900 / 90 / 10 samples of classes 0 / 1 / 2
@@ -241,15 +237,7 @@ def test_a_ddp_run_gives_each_process_a_different_part_of_each_epochs_draw(tmp_p
         "+callbacks.drawn._target_=tests.test_sampling.DrawnSamples",
         f"+callbacks.drawn.folder={tmp_path / 'drawn'}",
     ]
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}  # the probe
-    result = subprocess.run(
-        [sys.executable, "src/train.py", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_script("src/train.py", *args, timeout=600, env={"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(run_folders(tmp_path)) == 1
     records = [json.loads((tmp_path / "drawn" / f"rank{r}.json").read_text()) for r in (0, 1)]

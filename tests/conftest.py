@@ -1,12 +1,14 @@
 """Fixtures that compose the real configs with Hydra's compose API, writing into tmp_path, and
 the trained runs several test modules read (trained once per session)."""
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -131,21 +133,33 @@ def _process_stays_rank_zero():
     assert leaked == 0, f"the test left rank_zero_only.rank = {leaked}; restore it"
 
 
+def trained_once(tmp_path_factory, name: str, overrides: list[str]) -> tuple[Path, dict]:
+    """Train train.yaml with overrides once for the whole test session: under pytest-xdist the
+    workers share the session's base folder, and a lock makes a second worker wait for the first
+    one's run and read it. The run's folder and returned metrics; tests only read the folder."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # .../pytest-N/, above each worker's popen-gwK/
+    out, metrics = root / name, root / f"{name}.json"
+    with FileLock(root / f"{name}.lock"):
+        if not metrics.exists():
+            result = train(compose_config("train.yaml", out, overrides))
+            metrics.write_text(json.dumps({key: float(value) for key, value in result.items()}))
+    return out, json.loads(metrics.read_text())
+
+
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory) -> tuple[Path, dict[str, float]]:
     """What `make train` does: the default config, with CSV beside TensorBoard. Its folder and
     returned metrics."""
-    out = tmp_path_factory.mktemp("default_run")
-    cfg = compose_config("train.yaml", out, [*FAST, "logger=tensorboard_csv"])
-    return out, train(cfg)
+    return trained_once(tmp_path_factory, "default_run", [*FAST, "logger=tensorboard_csv"])
 
 
 @pytest.fixture(scope="session")
 def multilabel_run(tmp_path_factory) -> tuple[Path, dict[str, float]]:
     """Three epochs of multi-label digits with pos_weight=auto: its folder and metrics."""
-    out = tmp_path_factory.mktemp("multilabel_run")
     overrides = [*FAST, *SMALL_MULTILABEL, "trainer.max_epochs=3", "model.pos_weight=auto"]
-    return out, train(compose_config("train.yaml", out, overrides))
+    return trained_once(tmp_path_factory, "multilabel_run", overrides)
 
 
 def write_two_digit_folder(root: Path, counts: dict[str, tuple[int, int]]) -> Path:
@@ -202,10 +216,10 @@ def offline(monkeypatch):
 # end while the others idle: pytest-xdist (with pyproject's --no-loadscope-reorder) hands whole
 # modules out in collection order, the first two to one worker each, the next two the same way.
 LONGEST_FIRST = (
+    "test_training.py",  # trains default_run, which test_finetuning waits for on the other worker
     "test_optuna_search.py",
-    "test_training.py",
-    "test_finetuning.py",
     "test_sweeps.py",
+    "test_finetuning.py",
 )
 
 

@@ -123,13 +123,14 @@ def session_hparams(run_dir: Path) -> dict[str, object]:
 
 
 def multirun_args(log_dir: Path, *args: str) -> list[str]:
-    """-m, the log folder, quiet output and two short epochs, then ARGS."""
-    return ["-m", f"paths.log_dir={log_dir}", *QUIET, "trainer.max_epochs=2", *args]
+    """-m, the log folder, quiet output, no figures and two epochs, then ARGS."""
+    figures = ["~callbacks.augmented_images", "~callbacks.test_figures"]
+    return ["-m", f"paths.log_dir={log_dir}", *QUIET, *figures, "trainer.max_epochs=2", *args]
 
 
 def multirun(log_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    """`python src/train.py -m ARGS` in a new process, logging under log_dir."""
-    return run_script("src/train.py", *multirun_args(log_dir, *args))
+    """`python src/train.py -m ARGS` (in this process), logging under log_dir."""
+    return run_in_process("src/train.py", *multirun_args(log_dir, *args))
 
 
 def job_folders(sweep_dir: Path) -> list[Path]:

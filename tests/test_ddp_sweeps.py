@@ -6,7 +6,7 @@ import pytest
 
 from src.sweepers.ddp_guard import lightning_starts_processes, refuse_ddp_jobs
 from tests.conftest import QUIET, compose_with_hydra
-from tests.helpers import error_lines, run_script
+from tests.helpers import error_lines, run_in_process
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,7 @@ def test_which_trainer_configs_make_lightning_run_the_script_again(overrides, st
 
 @pytest.mark.parametrize("search", [[], ["hparams_search=optuna"]], ids=["grid", "optuna"])
 def test_a_local_ddp_multirun_is_refused_with_one_line_before_any_work(tmp_path, search):
-    result = run_script(
+    result = run_in_process(
         "src/train.py",
         "-m",
         *search,
@@ -38,7 +38,6 @@ def test_a_local_ddp_multirun_is_refused_with_one_line_before_any_work(tmp_path,
         *QUIET,
         "trainer=ddp_cpu",
         "optimizer.lr=0.001,0.01",
-        timeout=300,
     )
     assert result.returncode == 2, result.stderr[-3000:]
     (line,) = error_lines(result)

@@ -9,13 +9,13 @@ import torch
 from scripts import gpu_check
 from src.train import train
 from tests.conftest import LEAN, compose_config
-from tests.helpers import run_script
+from tests.helpers import run_in_process
 
 
 def test_without_cuda_it_says_so_and_exits_0():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: make gpu-check runs the checks")
-    result = run_script("scripts/gpu_check.py")
+    result = run_in_process("scripts/gpu_check.py")
     assert result.returncode == 0
     assert "no CUDA GPU here" in result.stdout
 

@@ -16,7 +16,9 @@ import pytest
 from tests.helpers import (
     job_folders,
     multirun,
+    multirun_args,
     only_folder,
+    run_in_process,
     run_script,
     run_status,
     tensorboard_scalars,
@@ -53,7 +55,7 @@ def test_a_multirun_gives_each_job_its_folder_checkpoints_and_curves(grid_sweep)
 
 
 def compare_runs(*args: str) -> subprocess.CompletedProcess:
-    return run_script("scripts/compare_runs.py", *args)
+    return run_in_process("scripts/compare_runs.py", *args)
 
 
 def test_compare_runs_ranks_the_sweep_as_its_event_files_do(grid_sweep, tmp_path):
@@ -172,7 +174,8 @@ def test_a_failing_job_is_reported_and_the_others_keep_their_results(tmp_path):
 @pytest.mark.slow
 def test_the_submitit_launcher_runs_sweep_jobs(tmp_path):
     # the machinery of hydra/launcher=slurm, with local processes instead of SLURM jobs
-    result = multirun(tmp_path, "hydra/launcher=submitit_local", "optimizer.lr=0.001,0.01")
+    args = multirun_args(tmp_path, "hydra/launcher=submitit_local", "optimizer.lr=0.001,0.01")
+    result = run_script("src/train.py", *args)  # a new process, as submitit pickles the task
     assert result.returncode == 0, result.stderr[-3000:]
     sweep_dir = only_folder(tmp_path / "train" / "multiruns")
     assert (sweep_dir / ".submitit").is_dir()

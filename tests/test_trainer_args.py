@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from scripts.sync_trainer_config import BEGIN, CONFIG, split, synced_text
 from src.cli.trainer_args import PASSED_BY_CODE, accepts, trainer_arguments, type_name
-from tests.helpers import error_lines, run_folders, run_in_process, run_script
+from tests.helpers import error_lines, run_folders, run_in_process
 
 REGENERATE = "run python scripts/sync_trainer_config.py to rewrite its generated block"
 
@@ -117,7 +117,7 @@ def test_plain_overrides_reach_the_trainer(train_cfg):
 
 
 def test_a_fast_dev_run_override_runs_one_batch(tmp_path):
-    result = run_script(
+    result = run_in_process(
         "src/train.py",
         f"paths.log_dir={tmp_path}",
         "trainer.fast_dev_run=true",
@@ -158,8 +158,8 @@ MISSPELT_OR_MISTYPED = [
 
 
 @pytest.mark.parametrize(("args", "expected"), MISSPELT_OR_MISTYPED, ids=lambda v: str(v[0]))
-def test_a_new_process_refuses_a_misspelt_or_mistyped_trainer_key(tmp_path, args, expected):
-    result = run_script("src/train.py", f"paths.log_dir={tmp_path}", *args)
+def test_train_refuses_a_misspelt_or_mistyped_trainer_key(tmp_path, args, expected):
+    result = run_in_process("src/train.py", f"paths.log_dir={tmp_path}", *args)
     assert_refused(result, *expected, log_dir=tmp_path, task="train")
 
 

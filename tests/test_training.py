@@ -17,7 +17,7 @@ from src.eval import evaluate
 from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.models.classifier import MOVED_STATES
 from src.train import train
-from tests.conftest import FAST, LEAN, compose_config
+from tests.conftest import FAST, LEAN, LEAN_SHORT, ONE_EPOCH, compose_config
 from tests.helpers import (
     csv_metric,
     run_status,
@@ -79,7 +79,8 @@ def test_best_ckpt_is_the_first_epoch_with_the_highest_val_acc(default_run):
 
 
 def test_monitor_val_loss_keeps_the_epoch_with_the_lowest_loss(train_cfg):
-    cfg = train_cfg("monitor=val/loss", "trainer.max_epochs=5", "optimizer.lr=0.003")
+    short = ["trainer.limit_train_batches=8", "trainer.limit_val_batches=3"]
+    cfg = train_cfg(*LEAN, *short, "monitor=val/loss", "trainer.max_epochs=5", "optimizer.lr=0.003")
     metrics = train(cfg)
     out = Path(cfg.paths.output_dir)
     losses = tensorboard_scalars(out)["val/loss"]
@@ -125,7 +126,8 @@ def test_tensorboard_shows_augmented_images_and_the_confusion_matrix(default_run
 
 def test_histograms_and_graph_are_config_switches(train_cfg):
     cfg = train_cfg(
-        "trainer.max_epochs=1",
+        *LEAN,
+        *ONE_EPOCH,
         "callbacks=[default,histograms]",
         "logger.tensorboard.log_graph=true",
     )
@@ -224,7 +226,7 @@ def test_a_checkpoint_with_transform_lists_still_evaluates_and_predicts(default_
 
 def test_resume_2_plus_2_epochs_equals_4_straight(train_cfg):
     common = [
-        "trainer.deterministic=true",
+        *LEAN_SHORT,
         "logger=csv",
         "scheduler=step",
         "scheduler.step_size=1",

@@ -1,9 +1,10 @@
 """A hand-written small-data recipe in plain PyTorch, the bar `data=image_folder` is measured by.
 
-A VGG-style net (seven 3x3 conv + BatchNorm + ReLU layers, 64 to 256 wide, three max-pools, global
-average pooling), per-image random rotation, zoom, shift and flip applied to whole batches,
-AdamW with a one-cycle schedule, label smoothing 0.1, 60 epochs. scripts/recipe_check.py calls
-`train_and_test` on the same split as the template's run; nothing here comes from the template.
+What a researcher writes in 60 lines: a VGG-style net (seven 3x3 conv + BatchNorm + ReLU layers,
+64 to 256 wide, three max-pools, global average pooling), random crops (padded by an eighth of the
+side, zeros) and horizontal flips only, the training images' own mean and std, AdamW with a
+one-cycle schedule, label smoothing 0.1. scripts/recipe_check.py calls `train_and_test` on the
+same split as the template's run; nothing here comes from the template.
 """
 
 import math
@@ -30,21 +31,14 @@ def vgg(num_classes: int) -> nn.Sequential:
 
 
 def augment(x: Tensor, flip_p: float) -> Tensor:
-    """Rotation (+-30 degrees), zoom (0.8-1.2), shift (+-12%) and flip, drawn per image."""
-    n = len(x)
-    angle = (torch.rand(n) * 2 - 1) * math.pi / 6
-    zoom = torch.rand(n) * 0.4 + 0.8
-    flip = torch.where(torch.rand(n) < flip_p, -1.0, 1.0)
-    cos, sin = angle.cos() / zoom, angle.sin() / zoom
-    theta = torch.stack(
-        [
-            torch.stack([cos * flip, -sin, (torch.rand(n) * 2 - 1) * 0.24], 1),
-            torch.stack([sin * flip, cos, (torch.rand(n) * 2 - 1) * 0.24], 1),
-        ],
-        1,
-    )
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, padding_mode="reflection", align_corners=False)
+    """A random crop of each image padded by an eighth of its side, and a horizontal flip."""
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    corners = torch.randint(0, 2 * pad + 1, (n, 2)).tolist()
+    crops = torch.stack([padded[i, :, t : t + h, c : c + w] for i, (t, c) in enumerate(corners)])
+    flip = torch.rand(n) < flip_p
+    return torch.where(flip[:, None, None, None], crops.flip(3), crops)
 
 
 def train_and_test(
@@ -63,7 +57,7 @@ def train_and_test(
     multilabel = train[1].ndim == 2
     mean = train[0].float().mean((0, 2, 3), keepdim=True) / 255
     std = train[0].float().std((0, 2, 3), keepdim=True) / 255
-    x, y = (train[0].float() / 255 - mean) / std, train[1]
+    x, y = (train[0].float() / 255 - mean) / std, train[1] if multilabel else train[1].long()
     model = vgg(num_classes)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     steps = epochs * math.ceil(len(x) / batch_size)
@@ -85,4 +79,18 @@ def train_and_test(
         logits = torch.cat([model(b) for b in ((test[0].float() / 255 - mean) / std).split(256)])
     if multilabel:
         return float(average_precision_score(test[1].numpy(), logits.sigmoid().numpy()))
-    return (logits.argmax(1) == test[1]).float().mean().item()
+    return (logits.argmax(1) == test[1].long()).float().mean().item()
+
+
+def svm_on_pixels(train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor]) -> float:
+    """scikit-learn's RBF support-vector machine on the raw pixels (scaled to [0, 1]), its
+    default settings: the test accuracy, or the macro average precision for multi-hot targets."""
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.svm import SVC
+
+    x, x_test = (t[0].flatten(1).float().numpy() / 255 for t in (train, test))
+    if train[1].ndim == 2:
+        svm = OneVsRestClassifier(SVC()).fit(x, train[1].numpy())
+        return float(average_precision_score(test[1].numpy(), svm.decision_function(x_test)))
+    svm = SVC().fit(x, train[1].long().numpy())
+    return float((svm.predict(x_test) == test[1].long().numpy()).mean())

@@ -17,8 +17,8 @@ from torch import Tensor, nn
 WIDTHS = (64, 64, "M", 128, 128, "M", 256, 256, "M", 256)
 
 
-def vgg(num_classes: int) -> nn.Sequential:
-    layers, width = [], 3
+def vgg(num_classes: int, channels: int = 3) -> nn.Sequential:
+    layers, width = [], channels
     for w in WIDTHS:
         if w == "M":
             layers.append(nn.MaxPool2d(2))
@@ -51,14 +51,14 @@ def train_and_test(
     flip_p: float = 0.5,
     seed: int = 0,
 ) -> float:
-    """Train on uint8 images (N, 3, H, W) with class indices (N,) or multi-hot targets (N, C);
+    """Train on uint8 images (N, C, H, W) with class indices (N,) or multi-hot targets (N, C);
     the test accuracy, or the macro average precision for multi-hot targets."""
     torch.manual_seed(seed)
     multilabel = train[1].ndim == 2
     mean = train[0].float().mean((0, 2, 3), keepdim=True) / 255
     std = train[0].float().std((0, 2, 3), keepdim=True) / 255
     x, y = (train[0].float() / 255 - mean) / std, train[1] if multilabel else train[1].long()
-    model = vgg(num_classes)
+    model = vgg(num_classes, channels=x.shape[1])
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     steps = epochs * math.ceil(len(x) / batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps)

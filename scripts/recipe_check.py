@@ -35,7 +35,7 @@ from rich.table import Table  # noqa: E402
 
 import src.cli.resolvers  # noqa: E402, F401  (registers the resolvers the configs use)
 from scripts.handwritten_recipe import svm_on_pixels, train_and_test  # noqa: E402
-from src.data.image_folder import load_squares  # noqa: E402
+from src.data.squares import load_squares  # noqa: E402
 from src.train import train  # noqa: E402
 
 QUIET = [
@@ -73,7 +73,7 @@ def hand_written(cfg: DictConfig, seed: int) -> dict:
     training, testing), scikit-learn's SVM on the pixels (score, time) and the split's sizes."""
     start = time.perf_counter()
     data = instantiate(cfg.data)
-    images = load_squares(data.paths, data.image_size)
+    images = load_squares(data.paths, data.image_size, data.channels)
     fit = torch.as_tensor(sorted([*data.splits["train"], *data.splits["val"]]))
     test = torch.as_tensor(data.splits["test"])
     train_set, test_set = (images[fit], data.targets[fit]), (images[test], data.targets[test])

@@ -142,7 +142,7 @@ def predict(cfg: DictConfig) -> Path:
         data["image_size"] = cfg.image_size
     transform = eval_transform_of(data)
     loader = DataLoader(
-        ImagePathDataset(images, transform),
+        ImagePathDataset(images, transform, int(data.get("channels") or 3)),
         batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
     )

@@ -125,7 +125,7 @@ def fill_in_found_data(cfg: DictConfig, datamodule: L.LightningDataModule) -> No
         cfg.data.task = datamodule.task
         cfg.data.num_classes = datamodule.num_classes
         cfg.data.class_names = list(datamodule.class_names)
-        for key in ("image_size", "mean", "std"):
+        for key in ("image_size", "channels", "mean", "std"):
             if cfg.data.get(key) == "auto":
                 cfg.data[key] = found[f"data.{key}"] = getattr(datamodule, key)
     record_in_saved_config(found)

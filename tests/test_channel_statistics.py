@@ -166,8 +166,8 @@ def test_either_key_alone_may_be_auto_and_bad_values_are_refused_in_one_line(tmp
     with pytest.raises(ConfigError) as refused:
         ImageFolderDataModule(str(root), image_size=16, mean="auto", std=[0.2, 0.2])
     assert str(refused.value) == (
-        "data.mean=auto and data.std=[0.2, 0.2] need three numbers each (one per colour "
-        "channel: images are read as RGB) or auto, the stds positive"
+        "data.mean=auto and data.std=[0.2, 0.2] need three numbers each (one a channel: the "
+        "images are read as RGB) or auto, the stds positive"
     )
     with pytest.raises(ConfigError, match=r"^data.mean=average and data.std=auto need three"):
         ImageFolderDataModule(str(root), mean="average", std="auto")
@@ -180,16 +180,20 @@ def test_either_key_alone_may_be_auto_and_bad_values_are_refused_in_one_line(tmp
     )
 
 
-def test_a_grayscale_folder_gives_three_equal_numbers_its_gray_statistics(tmp_path):
+def test_a_grayscale_folder_gives_one_number_and_three_equal_ones_as_rgb(tmp_path):
     root = tmp_path / "gray"
     write_presplit(root, mode="L")
-    dm = build(root)
     gray = np.concatenate(
         [np.asarray(Image.open(p), np.float64)[:, 8:24].ravel() / 255
          for p in sorted((root / "train").rglob("*.png"))]
     )  # fmt: skip
-    assert dm.mean == pytest.approx([gray.mean()] * 3, abs=1e-4)
-    assert dm.std == pytest.approx([gray.std()] * 3, abs=1e-4)
+    dm = build(root)
+    assert dm.channels == 1
+    assert dm.mean == pytest.approx([gray.mean()], abs=1e-4)
+    assert dm.std == pytest.approx([gray.std()], abs=1e-4)
+    rgb = build(root, channels=3)
+    assert rgb.mean == pytest.approx([gray.mean()] * 3, abs=1e-4)
+    assert rgb.std == pytest.approx([gray.std()] * 3, abs=1e-4)
 
 
 # a short run on a test-made folder with data.mean/std=auto (the folder and log_dir: per test)

@@ -48,6 +48,7 @@ def test_the_readme_names_every_option_of_every_group():
 def test_experiments_compose_and_build_model(train_cfg, experiment):
     # an image folder's classes come from the folder, which train.py reads first; no downloads
     folder = ["data.task=multiclass", "data.num_classes=3", "data.class_names=[a,b,c]"]
+    folder.append("data.channels=3")  # what train.py finds in the folder
     extra = folder if experiment.startswith("image_folder") else []
     extra += ["model.net.weights=null"] if experiment == "image_folder_finetune" else []
     cfg = train_cfg(f"experiment={experiment}", *extra)

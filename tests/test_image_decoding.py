@@ -11,7 +11,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 import src.data.images as images
-from src.data.images import load_rgb_image, read_rgb_image
+from src.data.images import load_image, read_image
 from src.data.predict_inputs import ImagePathDataset
 from src.data.transforms import eval_transform_of
 
@@ -27,19 +27,19 @@ def photo(size: tuple[int, int] = (96, 64), seed: int = 0) -> Image.Image:
 
 
 def pil_pixels(path: Path) -> torch.Tensor:
-    return pil_to_tensor(load_rgb_image(path))
+    return pil_to_tensor(load_image(path))
 
 
 @pytest.fixture
 def pil_reads(monkeypatch) -> list[Path]:
-    """Paths that read_rgb_image handed to PIL."""
+    """Paths that read_image handed to PIL."""
     calls: list[Path] = []
 
-    def counted(path):
+    def counted(path, channels=3):
         calls.append(Path(path))
-        return load_rgb_image(path)
+        return load_image(path, channels)
 
-    monkeypatch.setattr(images, "load_rgb_image", counted)
+    monkeypatch.setattr(images, "load_image", counted)
     return calls
 
 
@@ -47,7 +47,7 @@ def pil_reads(monkeypatch) -> list[Path]:
 def test_png_decodes_exactly_as_pil_reads_it(tmp_path, mode, pil_reads):
     path = tmp_path / f"{mode}.png"
     photo().convert(mode).save(path)
-    pixels = read_rgb_image(path)
+    pixels = read_image(path)
     assert isinstance(pixels, tv_tensors.Image) and pixels.dtype == torch.uint8
     assert pixels.shape == (3, 64, 96)
     assert torch.equal(pixels, pil_pixels(path))
@@ -58,13 +58,13 @@ def test_16_bit_png_keeps_its_high_byte_on_both_paths(tmp_path):
     values = np.random.default_rng(0).integers(0, 65536, (8, 12), np.uint16)
     Image.fromarray(values).save(tmp_path / "deep.png")
     expected = torch.from_numpy((values >> 8).astype(np.uint8)).expand(3, -1, -1)
-    assert torch.equal(read_rgb_image(tmp_path / "deep.png"), expected)
+    assert torch.equal(read_image(tmp_path / "deep.png"), expected)
     assert torch.equal(pil_pixels(tmp_path / "deep.png"), expected)
 
 
 def test_jpeg_decodes_nearly_as_pil_reads_it(tmp_path, pil_reads):
     photo().save(tmp_path / "a.jpg", quality=85)  # 4:2:0 chroma, where decoders may differ
-    pixels, reference = read_rgb_image(tmp_path / "a.jpg"), pil_pixels(tmp_path / "a.jpg")
+    pixels, reference = read_image(tmp_path / "a.jpg"), pil_pixels(tmp_path / "a.jpg")
     assert pixels.shape == reference.shape == (3, 64, 96)
     assert (pixels.float() - reference.float()).abs().mean() < 1.0
     assert pil_reads == []
@@ -76,7 +76,7 @@ def test_exif_orientation_turns_the_image_upright_on_both_paths(tmp_path, suffix
     exif[ORIENTATION] = 6
     path = tmp_path / f"turned{suffix}"
     photo().save(path, exif=exif.tobytes())
-    pixels = read_rgb_image(path)
+    pixels = read_image(path)
     assert pixels.shape == (3, 96, 64)  # stored 96 wide, viewed 64 wide
     assert (pixels.float() - pil_pixels(path).float()).abs().mean() < 1.0
 
@@ -85,7 +85,7 @@ def test_exif_orientation_turns_the_image_upright_on_both_paths(tmp_path, suffix
 def test_formats_torchvision_cannot_decode_fall_back_to_pil(tmp_path, suffix, pil_reads):
     path = tmp_path / f"a{suffix}"
     photo().save(path)
-    pixels = read_rgb_image(path)
+    pixels = read_image(path)
     assert pil_reads == [path]
     assert isinstance(pixels, tv_tensors.Image) and pixels.dtype == torch.uint8
     assert torch.equal(pixels, pil_to_tensor(photo()))
@@ -96,7 +96,7 @@ def test_a_broken_file_fails_with_pil_s_reason(tmp_path):
     photo().save(path)
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(OSError, match="(?i)truncated"):
-        read_rgb_image(path)
+        read_image(path)
 
 
 def test_the_configured_transforms_give_the_same_floats_from_either_path(train_cfg, tmp_path):
@@ -117,13 +117,15 @@ def test_the_configured_transforms_give_the_same_floats_from_either_path(train_c
     dm.setup("fit")
     for transform in (dm.val_set.transform, dm.train_set.transform):
         torch.manual_seed(0)
-        decoded = transform(read_rgb_image(path))
+        decoded = transform(read_image(path))
         torch.manual_seed(0)
-        from_pil = transform(load_rgb_image(path))
+        from_pil = transform(load_image(path))
         assert decoded.shape == (3, 32, 32) and decoded.dtype == torch.float32
         assert torch.equal(decoded, from_pil)
     batch, _ = next(iter(dm.train_dataloader()))
     assert batch.shape == (8, 3, 32, 32) and batch.dtype == torch.float32
-    # predict applies the evaluation transform the run's config describes
-    predicted = ImagePathDataset([path], eval_transform_of(cfg.data))[0]
-    assert torch.equal(predicted, dm.val_set.transform(load_rgb_image(path)))
+    # predict applies the evaluation transform the run's config describes (mean/std=auto filled
+    # in by train.py with what the data module found)
+    recorded = {**cfg.data, "mean": dm.mean, "std": dm.std}
+    predicted = ImagePathDataset([path], eval_transform_of(recorded))[0]
+    assert torch.equal(predicted, dm.val_set.transform(load_image(path)))

@@ -17,9 +17,10 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from src.core.errors import ConfigError
-from src.data.image_folder import ImageFolderDataModule, megabytes_in_memory
-from src.data.images import load_rgb_image, read_rgb_image
+from src.data.image_folder import ImageFolderDataModule
+from src.data.images import load_image, read_image
 from src.data.in_memory import TensorImageDataset
+from src.data.squares import megabytes_in_memory
 from src.data.transforms import eval_transform_of
 from src.models.checkpoint import classifier_from_checkpoint, read_checkpoint
 from src.predict import predict
@@ -137,8 +138,8 @@ def test_modes_load_as_rgb_pixels_without_warnings(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for name in ["gray.png", "rgba.png", "cmyk.jpg", "gray.pgm", "palette.png", "palette.gif"]:
-            assert load_rgb_image(folder / name).mode == "RGB", name
-            pixels = read_rgb_image(folder / name)
+            assert load_image(folder / name).mode == "RGB", name
+            pixels = read_image(folder / name)
             assert pixels.shape[0] == 3 and pixels.dtype == torch.uint8, name
         dm = ImageFolderDataModule(str(tmp_path), test_fraction=0.2, val_fraction=0.2)
         dm.setup("fit")
@@ -446,11 +447,12 @@ def test_both_pipelines_and_predict_see_the_same_evaluation_pixels(train_cfg, tm
     read, same_labels = next(iter(streamed.test_dataloader()))
     assert held.shape == (4, 3, 24, 24) and torch.equal(labels, same_labels)
     assert torch.allclose(held, read, atol=1e-5)
-    # predict: the checkpoint's data config, with the size train.py recorded, on the files
-    recorded = {**OmegaConf.to_container(cfg.data, resolve=True), "image_size": 24}
+    # predict: the checkpoint's data config, with what train.py recorded of auto, on the files
+    found = {"image_size": 24, "mean": batched.mean, "std": batched.std, "channels": 3}
+    recorded = {**OmegaConf.to_container(cfg.data, resolve=True), **found}
     transform = eval_transform_of(recorded)
     files = [batched.paths[i] for i in batched.splits["test"]]
-    predicted = torch.stack([transform(read_rgb_image(path)) for path in files])
+    predicted = torch.stack([transform(read_image(path)) for path in files])
     assert torch.allclose(held, predicted, atol=1e-5)
 
 
@@ -491,7 +493,7 @@ def test_transform_lists_build_stream_and_predict(tmp_path):
     images, _ = next(iter(dm.test_dataloader()))
     transform = eval_transform_of(data)
     files = [dm.paths[i] for i in dm.splits["test"]]
-    assert torch.equal(images, torch.stack([transform(read_rgb_image(path)) for path in files]))
+    assert torch.equal(images, torch.stack([transform(read_image(path)) for path in files]))
     assert images.shape == (4, 3, 16, 16)  # the lists' size, not image_size
 
 

@@ -206,17 +206,20 @@ def policy_transform(aug: Augmentation) -> v2.Transform | None:
     return None
 
 
-def check_statistics(mean: Sequence[float] | str, std: Sequence[float] | str) -> None:
-    """Refuse normalisation statistics that are not three numbers each (or auto, for data that
-    computes them), with positive stds."""
+def check_statistics(
+    mean: Sequence[float] | str, std: Sequence[float] | str, channels: int = 3
+) -> None:
+    """Refuse normalisation statistics that are not one number a channel each (or auto, for data
+    that computes them), with positive stds."""
     given = [value for value in (mean, std) if value != "auto"]
-    if any(isinstance(value, str) or len(value) != 3 for value in given) or (
+    if any(isinstance(value, str) or len(value) != channels for value in given) or (
         std != "auto" and min(std) <= 0
     ):
         shown = [value if isinstance(value, str) else list(value) for value in (mean, std)]
+        count, read_as = ("one number", "grey-scale") if channels == 1 else ("three numbers", "RGB")
         raise ConfigError(
-            f"data.mean={shown[0]} and data.std={shown[1]} need three numbers each (one per "
-            "colour channel: images are read as RGB) or auto, the stds positive"
+            f"data.mean={shown[0]} and data.std={shown[1]} need {count} each (one a channel: "
+            f"the images are read as {read_as}) or auto, the stds positive"
         )
 
 

@@ -80,6 +80,8 @@ class ClassificationDataModule(L.LightningDataModule):
     supported_tasks: tuple[str, ...] = ("multiclass",)
     # whether mean/std may be "auto": computed from the training split (use_statistics)
     computes_statistics = False
+    # channels of the images (3: RGB); an image folder may be grey-scale (1)
+    channels = 3
 
     def __init__(
         self,
@@ -138,7 +140,7 @@ class ClassificationDataModule(L.LightningDataModule):
         # the val split (src/data/splits.py); None keeps the data set's usual val split
         check_folds(num_folds, fold)
         self.num_folds, self.fold = num_folds, fold
-        check_statistics(mean, std)
+        check_statistics(mean, std, self.channels)
         if "auto" in (mean, std) and not self.computes_statistics:
             raise ConfigError(
                 f"data.mean/std=auto is computed for image folders (data=image_folder) only: "
@@ -161,7 +163,7 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def use_statistics(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """Normalise with these per-channel statistics (auto's, once a subclass found them)."""
-        check_statistics(mean, std)
+        check_statistics(mean, std, self.channels)
         self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
 
     def setup(self, stage: str | None = None) -> None:

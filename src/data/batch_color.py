@@ -9,6 +9,8 @@ from src.data.geometry import uniform
 
 
 def _gray(x: Tensor) -> Tensor:
+    if x.shape[1] == 1:  # already grey-scale (data.channels=1)
+        return x
     return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
 
 

@@ -206,6 +206,8 @@ def geometric_ops(x: Tensor, ops: Tensor, magnitude: Tensor) -> Tensor:
 
 def _gray(x: Tensor) -> Tensor:
     """torchvision's grayscale of uint8 images, floored, as floats (N, 1, H, W)."""
+    if x.shape[1] == 1:  # already grey-scale (data.channels=1)
+        return x.float()
     r, g, b = x.float().unbind(dim=1)
     return r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).floor_().unsqueeze(1)
 

@@ -22,87 +22,43 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from src.core.errors import ConfigError
 from src.data.augmentation import per_sample_train_transform
-from src.data.base import (
-    ClassificationDataModule,
-    TransformedDataset,
-    cpu_count,
-)
+from src.data.base import ClassificationDataModule, TransformedDataset
 from src.data.image_sources import class_difference, drop_unreadable, make_targets, scan_source
-from src.data.images import (
-    auto_image_size,
-    fit_to_square,
-    read_rgb_image,
-)
+from src.data.images import auto_channels, auto_image_size, read_image
 from src.data.in_memory import InMemoryDataModule
 from src.data.manifest import manifest_file
 from src.data.splits import check_split_fractions, split_indices
+from src.data.squares import load_squares, megabytes_in_memory, square_batches
 from src.data.statistics import fill_in_auto, statistics_file, training_statistics
 from src.data.transforms import fit_to_square_transform, image_eval_transform
 
 log = logging.getLogger(__name__)
 PIPELINES = ("auto", "batched", "per_sample")
-# folders of more images than this are decoded into memory by worker processes
-PARALLEL_DECODING_FROM = 2000
 
 
 class ImageFileDataset(Dataset):
-    """Image files read as RGB uint8 tensors (3, H, W), each with its class index or multi-hot
-    target."""
+    """Image files read as uint8 tensors (channels, H, W), each with its class index or
+    multi-hot target."""
 
-    def __init__(self, paths: Sequence[Path], targets: torch.Tensor) -> None:
+    def __init__(self, paths: Sequence[Path], targets: torch.Tensor, channels: int = 3) -> None:
         self.paths = [str(path) for path in paths]
         self.targets = targets
+        self.channels = channels
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[tv_tensors.Image, Any]:
         target = self.targets[i]
-        return read_rgb_image(self.paths[i]), (int(target) if target.ndim == 0 else target)
-
-
-class SquareImageDataset(Dataset):
-    """Image files as uint8 squares (3, size, size), as `fit_to_square` cuts them."""
-
-    def __init__(self, paths: Sequence[Path], size: int) -> None:
-        self.paths = [str(path) for path in paths]
-        self.size = size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> Tensor:
-        return fit_to_square(read_rgb_image(self.paths[i]), self.size).as_subclass(Tensor)
-
-
-def square_batches(paths: Sequence[Path], size: int) -> Iterator[Tensor]:
-    """The images as uint8 squares, 256 at a time (N, 3, size, size); decoded by worker
-    processes when there are many."""
-    workers = min(8, cpu_count()) if len(paths) >= PARALLEL_DECODING_FROM else 0
-    yield from DataLoader(
-        SquareImageDataset(paths, size), batch_size=256, num_workers=workers, collate_fn=torch.stack
-    )
-
-
-def load_squares(paths: Sequence[Path], size: int) -> Tensor:
-    """Every image as a uint8 square, in one tensor (N, 3, size, size)."""
-    images = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
-    done = 0
-    for batch in square_batches(paths, size):
-        images[done : done + len(batch)] = batch
-        done += len(batch)
-    return images
-
-
-def megabytes_in_memory(count: int, size: int) -> float:
-    """MiB that `count` RGB uint8 images of size x size take."""
-    return count * 3 * size * size / 2**20
+        return read_image(self.paths[i], self.channels), (
+            int(target) if target.ndim == 0 else target
+        )
 
 
 def check_image_size(image_size: Any) -> None:
@@ -122,6 +78,8 @@ class ImageFolderDataModule(InMemoryDataModule):
     Args:
         image_size: the side of the square each image is resized (shorter side) and centre
             cropped to; "auto": the images' median shorter side, at most 64.
+        channels: 1 (grey-scale) or 3 (RGB), how the images are decoded and trained; "auto": 1
+            when every image file is grey-scale, else 3.
         pipeline: "batched" (decoded once into memory, augmented in whole batches on the device),
             "per_sample" (read from the files and transformed image by image in the DataLoader),
             or "auto": batched when the decoded images fit `in_memory_max_mb`.
@@ -142,6 +100,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         classes_file: str | None = None,
         task: str | None = None,
         image_size: int | str = "auto",
+        channels: int | str = "auto",
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         skip_bad_images: bool = False,
@@ -157,6 +116,8 @@ class ImageFolderDataModule(InMemoryDataModule):
     ) -> None:
         check_split_fractions(val_fraction, test_fraction)
         check_image_size(image_size)
+        if channels not in ("auto", 1, 3):
+            raise ConfigError(f"data.channels={channels} is not valid: use auto, 1 or 3")
         if pipeline not in PIPELINES:
             raise ConfigError(
                 f"data.pipeline={pipeline} is not known: use auto, batched or per_sample"
@@ -178,9 +139,11 @@ class ImageFolderDataModule(InMemoryDataModule):
             image_size = auto_image_size(self.paths)
             log.info("data.image_size=auto: %d, the images' median shorter side", image_size)
         self.image_size = image_size
+        self.channels = auto_channels(self.paths) if channels == "auto" else channels
         lists = train_transforms is not None or eval_transforms is not None
         if pipeline == "auto":
-            fits = megabytes_in_memory(len(self.paths), image_size) <= in_memory_max_mb
+            need = megabytes_in_memory(len(self.paths), image_size, self.channels)
+            fits = need <= in_memory_max_mb
             pipeline = "batched" if fits and not lists else "per_sample"
         super().__init__(
             num_classes=len(classes),
@@ -218,11 +181,11 @@ class ImageFolderDataModule(InMemoryDataModule):
 
         def batches() -> Iterator[Tensor]:
             if self.pipeline != "batched":
-                return square_batches(paths, self.image_size)
+                return square_batches(paths, self.image_size, self.channels)
             self._squares = self.decode_all()  # decoded once: load_splits takes them
             return (self._squares[chunk] for chunk in train.split(256))
 
-        settings = ("val_fraction", "test_fraction", "split_seed", "num_folds", "fold")
+        settings = ("val_fraction", "test_fraction", "split_seed", "num_folds", "fold", "channels")
         remembered = statistics_file(manifest_dir, source) if manifest_dir else None
         found, how = training_statistics(
             paths,
@@ -245,15 +208,15 @@ class ImageFolderDataModule(InMemoryDataModule):
         return self.targets[torch.as_tensor(self.splits["train"])]
 
     def decode_all(self) -> Tensor:
-        """Every image decoded into a uint8 square (N, 3, size, size)."""
+        """Every image decoded into a uint8 square (N, channels, size, size)."""
         start = time.perf_counter()
-        images = load_squares(self.paths, self.image_size)
+        images = load_squares(self.paths, self.image_size, self.channels)
         log.info(
             "decoded %d images into memory as %dx%d squares (%.0f MiB) in %.1f s",
             len(images),
             self.image_size,
             self.image_size,
-            megabytes_in_memory(len(images), self.image_size),
+            megabytes_in_memory(len(images), self.image_size, self.channels),
             time.perf_counter() - start,
         )
         return images
@@ -287,7 +250,7 @@ class ImageFolderDataModule(InMemoryDataModule):
             )
             train = v2.Compose([fit_to_square_transform(size), augment])
             evaluate = image_eval_transform(size, self.mean, self.std)
-        source = ImageFileDataset(self.paths, self.targets)
+        source = ImageFileDataset(self.paths, self.targets, self.channels)
         train_set = TransformedDataset(source, train, self.splits["train"].tolist())
         val_set = TransformedDataset(source, evaluate, self.splits["val"].tolist())
         return (

@@ -1,5 +1,5 @@
-"""Reading image files: which files are images, their sizes, and each as RGB pixels (a tensor, or
-PIL), as read or fitted to a square."""
+"""Reading image files: which files are images, their sizes and channels, and each as RGB or
+grey-scale pixels (a tensor, or PIL), as read or fitted to a square."""
 
 import os
 import warnings
@@ -23,30 +23,34 @@ AUTO_SIZE_SAMPLE = 1000
 TORCHVISION_DEPRECATION = "The image decoding and encoding capabilities of TorchVision"
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """A copy of the image in RGB, whatever its mode (L, P, RGBA, CMYK, I;16, ...)."""
+def to_mode(image: Image.Image, channels: int = 3) -> Image.Image:
+    """A copy of the image in RGB (channels 3) or grey-scale L (channels 1), whatever its mode
+    (L, P, RGBA, CMYK, I;16, ...)."""
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")  # PIL warns on palette transparency converted straight to RGB
     if image.mode.startswith("I;16"):  # PIL would clip 16-bit values at 255; keep the high byte
         image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
-    return image.convert("RGB")
+    return image.convert("L" if channels == 1 else "RGB")
 
 
-def load_rgb_image(path: str | Path) -> Image.Image:
-    """Read an image file as an RGB PIL image, turned upright by its EXIF orientation."""
+def load_image(path: str | Path, channels: int = 3) -> Image.Image:
+    """Read an image file as an RGB (or, channels 1, L) PIL image, turned upright by its EXIF
+    orientation."""
     with Image.open(path) as image:
-        return to_rgb(ImageOps.exif_transpose(image))
+        return to_mode(ImageOps.exif_transpose(image), channels)
 
 
-def read_rgb_image(path: str | Path) -> tv_tensors.Image:
-    """Read an image file as RGB uint8 pixels (3, H, W), turned upright by its EXIF orientation."""
+def read_image(path: str | Path, channels: int = 3) -> tv_tensors.Image:
+    """Read an image file as uint8 pixels (channels, H, W), RGB or grey-scale, turned upright by
+    its EXIF orientation."""
     data = torch.from_numpy(np.fromfile(path, dtype=np.uint8))
+    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", TORCHVISION_DEPRECATION, DeprecationWarning)
-            pixels = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+            pixels = decode_image(data, mode=mode, apply_exif_orientation=True)
     except RuntimeError:  # a format torchvision does not decode (BMP, TIFF, PPM, ...) or a bad file
-        return tv_tensors.Image(pil_to_tensor(load_rgb_image(path)))
+        return tv_tensors.Image(pil_to_tensor(load_image(path, channels)))
     if pixels.ndim == 4:  # an animated GIF: its first frame, as PIL reads it
         pixels = pixels[0]
     if pixels.dtype != torch.uint8:  # 16-bit PNG
@@ -95,6 +99,22 @@ def shorter_side(path: str | Path) -> int | None:
             return min(image.size)
     except Exception:  # PIL raises many types for files that are not images
         return None
+
+
+def is_grey_scale(path: str | Path) -> bool:
+    """Whether the image file holds one channel (modes 1, L, LA, I, I;16, F), from its header."""
+    try:
+        with Image.open(path) as image:
+            return image.mode in ("1", "L", "LA", "I", "F") or image.mode.startswith("I;16")
+    except Exception:  # PIL raises many types for files that are not images
+        return False
+
+
+def auto_channels(paths: list[Path]) -> int:
+    """data.channels=auto: 1 when the images (up to AUTO_SIZE_SAMPLE of them, evenly spaced) are
+    all grey-scale, else 3."""
+    step = max(1, len(paths) // AUTO_SIZE_SAMPLE)
+    return 1 if all(is_grey_scale(path) for path in paths[::step]) else 3
 
 
 def auto_image_size(paths: list[Path]) -> int:

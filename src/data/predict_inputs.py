@@ -8,7 +8,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from src.core.errors import ConfigError
-from src.data.images import IMAGE_EXTENSIONS, list_images, read_rgb_image
+from src.data.images import IMAGE_EXTENSIONS, list_images, read_image
 
 
 def find_images(spec: str | None) -> list[Path]:
@@ -32,14 +32,18 @@ def find_images(spec: str | None) -> list[Path]:
 
 
 class ImagePathDataset(Dataset):
-    """The images at `paths`, read as RGB uint8 tensors (3, H, W) and passed through `transform`."""
+    """The images at `paths`, read as uint8 tensors (channels, H, W: RGB, or grey-scale for a
+    model trained on one channel) and passed through `transform`."""
 
-    def __init__(self, paths: list[Path], transform: Callable[[Any], Any]) -> None:
+    def __init__(
+        self, paths: list[Path], transform: Callable[[Any], Any], channels: int = 3
+    ) -> None:
         self.paths = paths
         self.transform = transform
+        self.channels = channels
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Any:
-        return self.transform(read_rgb_image(self.paths[i]))
+        return self.transform(read_image(self.paths[i], self.channels))

@@ -75,8 +75,8 @@ def _damaged(source: str, key: str, problem: str) -> ConfigError:
     )
 
 
-def _three_numbers(value: object) -> bool:
-    numbers = isinstance(value, list) and len(value) == 3
+def _numbers(value: object, count: int) -> bool:
+    numbers = isinstance(value, list) and len(value) == count
     return numbers and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
 
 
@@ -117,11 +117,14 @@ def check_run_data(checkpoint: Mapping[str, Any], source: str) -> None:
         raise _damaged(source, "data._target_", "is missing or not a class name")
     if not isinstance(data.get("eval_transforms") or [], list):
         raise _damaged(source, "data.eval_transforms", "is not a list")
+    channels = data.get("channels", 3)
+    if channels not in (1, 3):
+        raise _damaged(source, "data.channels", "is not 1 or 3")
     for key in ("mean", "std"):  # what normalises without an eval_transforms list
-        if (key in data or data.get("eval_transforms") is None) and not _three_numbers(
-            data.get(key)
-        ):
-            raise _damaged(source, f"data.{key}", "is not three numbers")
+        needed = key in data or data.get("eval_transforms") is None
+        if needed and not _numbers(data.get(key), channels):
+            count = "one number" if channels == 1 else "three numbers"
+            raise _damaged(source, f"data.{key}", f"is not {count} (data.channels={channels})")
     size = data.get("image_size")
     if not (size is None or size == "auto" or (isinstance(size, int) and size > 0)):
         raise _damaged(source, "data.image_size", "is not a positive whole number, auto or null")

@@ -119,6 +119,7 @@ class TimmNet(nn.Module):
             ...). Pretrained weights keep everything but the head, which is new.
         small_input_stem: ResNet-like models (conv1 + maxpool) only: a 3x3 stride-1 first conv
             and no max-pool, for 32x32 images.
+        in_channels: 3 (RGB) or 1 (grey-scale), timm's in_chans.
         **kwargs: passed to timm.create_model, e.g. img_size=32 for a ViT, drop_rate=0.2.
     """
 
@@ -128,6 +129,7 @@ class TimmNet(nn.Module):
         num_classes: int,
         weights: str | None = None,
         small_input_stem: bool = False,
+        in_channels: int = 3,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -144,7 +146,11 @@ class TimmNet(nn.Module):
         build = pretrained_name(name, weights) if weights and not file else name
         try:
             self.model = timm.create_model(
-                build, pretrained=bool(weights) and not file, num_classes=num_classes, **kwargs
+                build,
+                pretrained=bool(weights) and not file,
+                num_classes=num_classes,
+                in_chans=in_channels,  # timm sums pretrained RGB weights for 1 channel
+                **kwargs,
             )
         except OSError as exc:  # no network, and not in the cache
             raise download_error(build, exc) from exc

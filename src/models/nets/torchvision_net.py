@@ -98,6 +98,33 @@ def use_small_input_stem(model: nn.Module, name: str, pretrained: bool) -> None:
     model.maxpool = nn.Identity()
 
 
+def use_input_channels(model: nn.Module, channels: int, name: str) -> None:
+    """Make the model's first conv take `channels` (1: grey-scale) instead of RGB. Its weights
+    are summed over the colour channels, so a grey image gives what its three copies gave."""
+    first = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), ("", None))
+    conv_name, conv = first
+    if conv is None or conv.in_channels != 3 or conv.groups != 1:
+        raise ConfigError(
+            f"cannot give {name} {channels} input channels (its first layer is not a plain RGB "
+            "convolution): use data.channels=3"
+        )
+    new = nn.Conv2d(
+        channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        bias=conv.bias is not None,
+    )
+    with torch.no_grad():
+        new.weight.copy_(conv.weight.sum(1, keepdim=True).expand_as(new.weight) / channels)
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    parent, _, leaf = conv_name.rpartition(".")
+    setattr(model.get_submodule(parent), leaf, new)
+
+
 def download_error(name: str, weights: Any, exc: BaseException) -> ConfigError:
     """One line saying which weight file to place where, when it could not be downloaded."""
     file = weights.url.rsplit("/", 1)[-1]
@@ -121,6 +148,7 @@ class TorchvisionNet(nn.Module):
             Pretrained weights keep everything but the head, which is replaced by a new one.
         small_input_stem: ResNet-like families only: a 3x3 stride-1 first conv and no max-pool,
             for 32x32 images (with pretrained weights this first conv is new and random).
+        in_channels: 3 (RGB) or 1 (grey-scale: the first conv's weights summed over RGB).
         **kwargs: passed to get_model, e.g. image_size=32 for a ViT on 32x32 images.
     """
 
@@ -130,6 +158,7 @@ class TorchvisionNet(nn.Module):
         num_classes: int,
         weights: str | None = None,
         small_input_stem: bool = False,
+        in_channels: int = 3,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -166,6 +195,8 @@ class TorchvisionNet(nn.Module):
             )
         if small_input_stem:
             use_small_input_stem(self.model, name, pretrained=chosen is not None)
+        if in_channels != 3:
+            use_input_channels(self.model, in_channels, name)
         # parameter-name prefixes of the head; the rest is the backbone
         self.head_prefixes: tuple[str, ...] = (f"model.{head}",)
 
